@@ -1,0 +1,152 @@
+// CPU kernels of the fused gradient-norm penalty (DESIGN.md section 8.1).
+//
+//   value      = (1/B) sum_i w(v_i) h(n_i),      n_i = ||g_i||_2
+//   d value/dg_i = (1/B) w(v_i) h'(n_i) g_i / n_i
+//   d value/dv_i = (1/B) w'(v_i) h(n_i)
+//
+// Rows are split across threads with at::parallel_for. Per-row results go to a
+// buffer that is summed in row order, so the value does not depend on the
+// number of threads.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "../common/grad_penalty_args.h"
+#include "../grad_penalty.h"
+
+namespace fastreg {
+namespace {
+
+// Elements per parallel task: keeps tiny batches on one thread.
+constexpr int64_t kGrainElements = 1 << 15;
+
+int64_t row_grain(int64_t row_len) {
+  return std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, row_len));
+}
+
+// sum_j x_j^2 over one row, with 16 independent lanes so the compiler
+// vectorizes the loop and the sum does not hinge on one serial chain.
+template <typename scalar_t, typename acc_t>
+acc_t row_sum_of_squares(const scalar_t* x, int64_t len) {
+  constexpr int kLanes = 16;
+  acc_t lanes[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= len; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      const acc_t v = static_cast<acc_t>(x[j + l]);
+      lanes[l] += v * v;
+    }
+  }
+  for (; j < len; ++j) {
+    const acc_t v = static_cast<acc_t>(x[j]);
+    lanes[0] += v * v;
+  }
+  for (int width = kLanes / 2; width > 0; width /= 2) {
+    for (int l = 0; l < width; ++l) lanes[l] += lanes[l + width];
+  }
+  return lanes[0];
+}
+
+template <typename scalar_t>
+void forward_kernel(const GradPenaltyArgs& a, const scalar_t* g, const scalar_t* v, scalar_t* value,
+                    at::opmath_type<scalar_t>* norms) {
+  using acc_t = at::opmath_type<scalar_t>;
+  std::vector<acc_t> contributions(a.rows);
+  const acc_t target = static_cast<acc_t>(a.target);
+  at::parallel_for(0, a.rows, row_grain(a.row_len), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const acc_t sum_sq = row_sum_of_squares<scalar_t, acc_t>(g + i * a.row_len, a.row_len);
+      const acc_t vi = v ? static_cast<acc_t>(v[i]) : acc_t(0);
+      const acc_t w = weight_and_slope<acc_t>(a.weight, vi, i < a.num_real).w;
+      norms[i] = fr_sqrt(sum_sq);
+      contributions[i] = w * norm_penalty<acc_t>(a.norm, sum_sq, target);
+    }
+  });
+  acc_t total = 0;
+  for (int64_t i = 0; i < a.rows; ++i) total += contributions[i];
+  *value = static_cast<scalar_t>(total / static_cast<acc_t>(a.rows));
+}
+
+template <typename scalar_t>
+void backward_kernel(const GradPenaltyArgs& a, double grad_value, const scalar_t* g, const scalar_t* v,
+                     const at::opmath_type<scalar_t>* norms, scalar_t* d_g, scalar_t* d_v) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const acc_t scale = static_cast<acc_t>(grad_value) / static_cast<acc_t>(a.rows);
+  const acc_t target = static_cast<acc_t>(a.target);
+  at::parallel_for(0, a.rows, row_grain(a.row_len), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const acc_t sum_sq = norms[i] * norms[i];
+      const acc_t vi = v ? static_cast<acc_t>(v[i]) : acc_t(0);
+      const WeightAndSlope<acc_t> ws = weight_and_slope<acc_t>(a.weight, vi, i < a.num_real);
+      const acc_t row_scale = scale * ws.w * norm_penalty_slope_over_norm<acc_t>(a.norm, sum_sq, target);
+      const scalar_t* gi = g + i * a.row_len;
+      scalar_t* dgi = d_g + i * a.row_len;
+      for (int64_t j = 0; j < a.row_len; ++j) {
+        dgi[j] = static_cast<scalar_t>(row_scale * static_cast<acc_t>(gi[j]));
+      }
+      if (d_v) {
+        d_v[i] = static_cast<scalar_t>(scale * ws.dw * norm_penalty<acc_t>(a.norm, sum_sq, target));
+      }
+    }
+  });
+}
+
+const at::Tensor* defined_or_null(const std::optional<at::Tensor>& t) {
+  return t.has_value() && t->defined() ? &*t : nullptr;
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> grad_penalty_cpu(const at::Tensor& grad, const std::optional<at::Tensor>& logits,
+                                                    std::string_view weight, int64_t num_real,
+                                                    std::string_view norm, double target) {
+  const GradPenaltyArgs a = check_grad_penalty_args(grad, logits, weight, num_real, norm, target);
+  const at::Tensor g = grad.contiguous();
+  const at::Tensor* maybe_v = defined_or_null(logits);
+  const at::Tensor v = maybe_v ? maybe_v->contiguous() : at::Tensor();
+  at::Tensor value = at::empty({}, grad.options());
+  at::Tensor norms = at::empty({a.rows}, grad.options().dtype(accumulate_type(grad.scalar_type())));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "grad_penalty_cpu", [&] {
+    forward_kernel<scalar_t>(a, g.const_data_ptr<scalar_t>(), v.defined() ? v.const_data_ptr<scalar_t>() : nullptr,
+                             value.mutable_data_ptr<scalar_t>(),
+                             norms.mutable_data_ptr<at::opmath_type<scalar_t>>());
+  });
+  return {value, norms};
+}
+
+std::tuple<at::Tensor, at::Tensor> grad_penalty_backward_cpu(
+    const at::Tensor& grad_value, const at::Tensor& grad, const std::optional<at::Tensor>& logits,
+    const at::Tensor& row_norms, std::string_view weight, int64_t num_real, std::string_view norm, double target) {
+  const GradPenaltyArgs a = check_grad_penalty_args(grad, logits, weight, num_real, norm, target);
+  TORCH_CHECK_VALUE(grad_value.numel() == 1, "grad_penalty_backward: grad_value must be a scalar, got shape ",
+                    grad_value.sizes());
+  TORCH_CHECK_VALUE(row_norms.dim() == 1 && row_norms.size(0) == a.rows &&
+                        row_norms.scalar_type() == accumulate_type(grad.scalar_type()),
+                    "grad_penalty_backward: row_norms must be [B] in the accumulation dtype, got ",
+                    row_norms.sizes(), " ", row_norms.scalar_type());
+  const at::Tensor g = grad.contiguous();
+  const at::Tensor* maybe_v = defined_or_null(logits);
+  const at::Tensor v = maybe_v ? maybe_v->contiguous() : at::Tensor();
+  const at::Tensor n = row_norms.contiguous();
+  at::Tensor d_grad = at::empty_like(g, at::MemoryFormat::Contiguous);
+  at::Tensor d_logits = v.defined() ? at::empty_like(v) : at::empty({0}, grad.options());
+  const double go = grad_value.item<double>();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "grad_penalty_backward_cpu", [&] {
+    backward_kernel<scalar_t>(a, go, g.const_data_ptr<scalar_t>(),
+                              v.defined() ? v.const_data_ptr<scalar_t>() : nullptr,
+                              n.const_data_ptr<at::opmath_type<scalar_t>>(), d_grad.mutable_data_ptr<scalar_t>(),
+                              v.defined() ? d_logits.mutable_data_ptr<scalar_t>() : nullptr);
+  });
+  return {d_grad, d_logits};
+}
+
+TORCH_LIBRARY_IMPL(fastreg, CPU, m) {
+  m.impl("grad_penalty", &grad_penalty_cpu);
+  m.impl("grad_penalty_backward", &grad_penalty_backward_cpu);
+}
+
+}  // namespace fastreg

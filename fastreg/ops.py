@@ -1,0 +1,183 @@
+"""Public fused ops and their registrations (fake kernels, autograd).
+
+The ops live in the PyTorch dispatcher as ``torch.ops.fastreg.*`` (schemas in
+``csrc/fastreg.cpp``; CPU kernels in ``csrc/cpu/``, CUDA kernels in
+``csrc/cuda/``). This module registers their fake (meta) kernels and autograd
+formulas, so they run in eager mode, under ``torch.compile`` and inside
+``autograd.grad(create_graph=True)`` graphs, and exposes the public wrappers.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import reference
+from .backend import extension_loaded, use_native
+from .divergences import get_divergence
+from .penalty_args import check_grad_penalty_inputs, parse_weight
+
+__all__ = ["grad_penalty"]
+
+
+def grad_penalty(grad: torch.Tensor, logits: torch.Tensor | None = None, *, weight: str = "one",
+                 num_real: int = 0, norm: str = "sq", target: float = 1.0) -> torch.Tensor:
+    r"""Fused weighted gradient-norm penalty, a scalar:
+
+    .. math:: \frac{1}{B}\sum_i w_i\, h(\lVert g_i \rVert_2)
+
+    Args:
+        grad: ``[B, ...]``, row ``i`` is :math:`g_i = \nabla_x v(x_i)` (any
+            trailing shape; non-contiguous is fine).
+        logits: ``[B]``, the discriminator logits :math:`v_i`; needed when the
+            weight depends on them.
+        weight: ``"one"`` (:math:`w_i = 1`); ``"roth_js"`` (Roth et al. 2017,
+            symmetric JS form: :math:`(1-\sigma(v_i))^2` for the first
+            ``num_real`` rows, :math:`\sigma(v_i)^2` for the rest); or
+            ``"f:<div>"`` (:math:`w_f(v_i) = f^{*\prime\prime}(g_f(v_i))\,g_f'(v_i)^2`
+            of DESIGN.md section 4, for div in kl, reverse_kl, pearson, neyman,
+            squared_hellinger, js, gan).
+        num_real: how many leading rows are real samples (``roth_js`` only).
+        norm: ``"sq"`` (:math:`h(n) = n^2`), ``"gp"`` (:math:`(n - t)^2`,
+            WGAN-GP) or ``"gp_one_sided"`` (:math:`\max(0, n - t)^2`).
+        target: :math:`t` of the ``gp`` norms.
+
+    Differentiable w.r.t. ``grad`` and ``logits``, twice (``gradgradcheck``
+    passes). Accumulates in float32 (float64 for float64 inputs).
+
+    Example (Roth et al.'s regularizer on a concatenated real+fake batch)::
+
+        x = torch.cat([x_real, x_fake]).requires_grad_()
+        v = D(x).flatten()
+        (g,) = torch.autograd.grad(v.sum(), x, create_graph=True)
+        omega = 2 * grad_penalty(g, v, weight="roth_js", num_real=len(x_real))
+    """
+    check_grad_penalty_inputs(grad, logits, weight, num_real, norm, target)
+    if use_native(grad.device):
+        value, _ = torch.ops.fastreg.grad_penalty(grad, logits, weight, num_real, norm, float(target))
+        return value
+    return reference.grad_penalty(grad, logits, weight=weight, num_real=num_real, norm=norm, target=target)
+
+
+# --- fake (meta) kernels -----------------------------------------------------------------------
+
+def _accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _grad_penalty_fake(grad, logits, weight="one", num_real=0, norm="sq", target=1.0):
+    check_grad_penalty_inputs(grad, logits, weight, num_real, norm, target)
+    value = grad.new_empty(())
+    row_norms = grad.new_empty((grad.shape[0],), dtype=_accumulate_dtype(grad.dtype))
+    return value, row_norms
+
+
+def _grad_penalty_backward_fake(grad_value, grad, logits, row_norms, weight, num_real, norm, target):
+    grad_logits = torch.empty_like(logits) if logits is not None else grad.new_empty((0,))
+    return torch.empty_like(grad, memory_format=torch.contiguous_format), grad_logits
+
+
+# --- autograd ----------------------------------------------------------------------------------
+
+def _setup_grad_penalty(ctx, inputs, output):
+    grad, logits, weight, num_real, norm, target = inputs
+    ctx.mark_non_differentiable(output[1])
+    ctx.save_for_backward(grad, logits, output[1])
+    ctx.penalty_args = (weight, num_real, norm, target)
+
+
+def _grad_penalty_vjp(ctx, grad_value, _grad_row_norms):
+    # row_norms is marked non-differentiable, so its cotangent is never used.
+    grad, logits, row_norms = ctx.saved_tensors
+    d_grad, d_logits = torch.ops.fastreg.grad_penalty_backward(grad_value, grad, logits, row_norms,
+                                                               *ctx.penalty_args)
+    return (d_grad if ctx.needs_input_grad[0] else None,
+            d_logits if logits is not None and ctx.needs_input_grad[1] else None,
+            None, None, None, None)
+
+
+def _setup_grad_penalty_backward(ctx, inputs, output):
+    grad_value, grad, logits, _row_norms, weight, num_real, norm, target = inputs
+    ctx.save_for_backward(grad_value, grad, logits)
+    ctx.penalty_args = (weight, num_real, norm, target)
+
+
+def _norm_terms(sum_sq: torch.Tensor, norm: str, target: float):
+    """Per row (h(n), a = h'(n)/n, (da/dn)/n) from sum_sq = n^2, as differentiable tensors.
+
+    At n = 0 the gp forms take a = da/dn = 0 (the subgradient the kernels use);
+    the masks keep inf/NaN out of every derivative there.
+    """
+    zeros = torch.zeros_like(sum_sq)
+    if norm == "sq":
+        return sum_sq, zeros + 2, zeros
+    nonzero = sum_sq > 0
+    root = torch.sqrt(torch.where(nonzero, sum_sq, torch.ones_like(sum_sq)))  # n, or 1 where n = 0
+    excess = torch.where(nonzero, root, zeros) - target
+    if norm == "gp_one_sided":
+        excess = torch.nn.functional.relu(excess)
+        curved = nonzero & (excess > 0)
+    else:
+        curved = nonzero
+    a = torch.where(nonzero, 2 * excess / root, zeros)
+    a_over_n = torch.where(curved, 2 * target / (root * root * root), zeros)
+    return excess * excess, a, a_over_n
+
+
+def _weight_terms(logits, weight: str, num_real: int, rows: int, like: torch.Tensor):
+    """(w, w', w'') per row as differentiable tensors."""
+    kind, div = parse_weight(weight)
+    if kind == "one":
+        ones = like.new_ones(rows)
+        return ones, ones * 0, ones * 0
+    if kind == "f":
+        d = get_divergence(div)
+        return d.weight(logits), d.weight_slope(logits), d.weight_curvature(logits)
+    s, c = torch.sigmoid(logits), torch.sigmoid(-logits)
+    is_real = torch.arange(rows, device=logits.device) < num_real
+    w = torch.where(is_real, c * c, s * s)
+    dw = torch.where(is_real, -2 * s * c * c, 2 * s * s * c)
+    d2w = torch.where(is_real, -2 * s * c * c * (1 - 3 * s), 2 * s * s * c * (2 - 3 * s))
+    return w, dw, d2w
+
+
+def _grad_penalty_backward_vjp(ctx, grad_grad_cot, grad_logits_cot):
+    r"""VJP of the backward op, written with differentiable PyTorch ops.
+
+    With :math:`c = \bar y/B`, :math:`a = h'(n)/n`, :math:`P_i = \langle g_i, G_i\rangle`
+    (G, V the cotangents of d_grad and d_logits), the backward computes
+    :math:`dg_i = c\,w_i a_i g_i`, :math:`dv_i = c\,w'_i h_i`, so
+
+    - :math:`\partial/\partial \bar y = \frac1B\sum_i (w_i a_i P_i + w'_i h_i V_i)`
+    - :math:`\partial/\partial g_i = c\,w_i a_i G_i + c\,(w_i \tfrac{a'_i}{n_i} P_i + w'_i a_i V_i)\,g_i`
+    - :math:`\partial/\partial v_i = c\,(w'_i a_i P_i + w''_i h_i V_i)`.
+    """
+    grad_value, grad, logits = ctx.saved_tensors
+    weight, num_real, norm, target = ctx.penalty_args
+    rows = grad.shape[0]
+    g = grad.reshape(rows, -1)
+    sum_sq = (g * g).sum(dim=1)
+    h, a, a_over_n = _norm_terms(sum_sq, norm, target)
+    w, dw, d2w = _weight_terms(logits, weight, num_real, rows, g)
+    c = grad_value.reshape(()) / rows
+    G = grad_grad_cot.reshape(rows, -1) if grad_grad_cot is not None else torch.zeros_like(g)
+    V = grad_logits_cot if grad_logits_cot is not None and logits is not None else torch.zeros_like(sum_sq)
+    P = (g * G).sum(dim=1)
+    d_value = ((w * a * P + dw * h * V).sum() / rows).reshape(grad_value.shape)
+    row_scale = c * (w * a_over_n * P + dw * a * V)
+    d_grad = (c * (w * a)[:, None] * G + row_scale[:, None] * g).reshape(grad.shape)
+    d_logits = c * (dw * a * P + d2w * h * V) if logits is not None else None
+    needs = ctx.needs_input_grad
+    return (d_value if needs[0] else None, d_grad if needs[1] else None,
+            d_logits if needs[2] else None, None, None, None, None, None)
+
+
+def _register() -> None:
+    torch.library.register_fake("fastreg::grad_penalty", _grad_penalty_fake)
+    torch.library.register_fake("fastreg::grad_penalty_backward", _grad_penalty_backward_fake)
+    torch.library.register_autograd("fastreg::grad_penalty", _grad_penalty_vjp, setup_context=_setup_grad_penalty)
+    torch.library.register_autograd("fastreg::grad_penalty_backward", _grad_penalty_backward_vjp,
+                                    setup_context=_setup_grad_penalty_backward)
+
+
+if extension_loaded():
+    _register()

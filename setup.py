@@ -1,0 +1,115 @@
+"""Build fastreg and its compiled kernels.
+
+C++ CPU kernels are always built. CUDA kernels are built when a CUDA toolkit is
+found and either a GPU is visible or FASTREG_FORCE_CUDA=1. FASTREG_NO_EXT=1
+gives a pure-Python install that runs every op on the PyTorch reference.
+TORCH_CUDA_ARCH_LIST is respected; when unset, kernels are built for sm_80 and
+sm_90 (plus PTX for newer GPUs).
+"""
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+from setuptools import find_packages, setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_CUDA_ARCHS = "8.0;9.0+PTX"
+
+
+def env_flag(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def cuda_root_from_nvcc():
+    """The toolkit root behind the `nvcc` on PATH, which may be a wrapper script.
+
+    `nvcc --dryrun` prints the real installation as `TOP=<root>/bin/..`, so
+    this works for symlinks and exec-wrappers alike.
+    """
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        return None
+    probe = os.path.join(ROOT, "build", "cuda_probe.cu")
+    os.makedirs(os.path.dirname(probe), exist_ok=True)
+    with open(probe, "w") as f:
+        f.write("__global__ void probe() {}\n")
+    try:
+        out = subprocess.run([nvcc, "--dryrun", "-c", probe, "-o", probe + ".o"],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"TOP=(\S+)", out.stdout + out.stderr)
+    return os.path.realpath(match.group(1).strip('"')) if match else None
+
+
+def find_cuda_home():
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if home and os.path.exists(os.path.join(home, "bin", "nvcc")):
+        return home
+    return cuda_root_from_nvcc()
+
+
+def nvidia_wheel_include_dirs():
+    """Headers torch's CUDA headers need (cusparse.h, ...) from the `nvidia` wheels."""
+    try:
+        import nvidia
+    except ImportError:
+        return []
+    dirs = []
+    for base in nvidia.__path__:
+        dirs += sorted(glob.glob(os.path.join(base, "cu*", "include")))
+        dirs += sorted(glob.glob(os.path.join(base, "*", "include")))
+    return [d for d in dict.fromkeys(dirs) if os.path.isdir(d)]
+
+
+def want_cuda(cuda_home):
+    if cuda_home is None:
+        return False
+    if env_flag("FASTREG_FORCE_CUDA"):
+        return True
+    import torch
+    return torch.cuda.is_available()
+
+
+def extension_modules():
+    if env_flag("FASTREG_NO_EXT"):
+        print("fastreg: FASTREG_NO_EXT=1, pure-Python install (reference ops only)")
+        return [], {}
+    cuda_home = find_cuda_home()
+    with_cuda = want_cuda(cuda_home)
+    if with_cuda:
+        # torch.utils.cpp_extension reads CUDA_HOME when it is imported.
+        os.environ["CUDA_HOME"] = cuda_home
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
+    from torch.utils import cpp_extension
+
+    sources = ["csrc/fastreg.cpp", "csrc/python_module.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    cxx_flags = ["-O3"]
+    define_macros = []
+    include_dirs = [os.path.join(ROOT, "csrc")]
+    if with_cuda:
+        sources += sorted(glob.glob("csrc/cuda/*.cu"))
+        archs = os.environ["TORCH_CUDA_ARCH_LIST"]
+        define_macros += [("FASTREG_WITH_CUDA", None), ("FASTREG_CUDA_ARCHS", f'"{archs}"')]
+        include_dirs += nvidia_wheel_include_dirs()
+        print(f"fastreg: building CUDA kernels with {cuda_home} for TORCH_CUDA_ARCH_LIST={archs}")
+        extension = cpp_extension.CUDAExtension
+        extra = {"cxx": cxx_flags, "nvcc": ["-O3"]}
+    else:
+        reason = "no CUDA toolkit found" if cuda_home is None else "no GPU visible and FASTREG_FORCE_CUDA unset"
+        print(f"fastreg: building CPU kernels only ({reason})")
+        extension = cpp_extension.CppExtension
+        extra = {"cxx": cxx_flags}
+    module = extension("fastreg._C", sources, include_dirs=include_dirs, define_macros=define_macros,
+                       extra_compile_args=extra)
+    return [module], {"build_ext": cpp_extension.BuildExtension}
+
+
+if __name__ == "__main__":
+    ext_modules, cmdclass = extension_modules()
+    setup(packages=find_packages(include=["fastreg", "fastreg.*"]), ext_modules=ext_modules, cmdclass=cmdclass)
+    sys.exit(0)
