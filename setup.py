@@ -88,7 +88,9 @@ def extension_modules():
     from torch.utils import cpp_extension
 
     sources = ["csrc/fastreg.cpp", "csrc/python_module.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
-    cxx_flags = ["-O3"]
+    # at::parallel_for is header-inlined OpenMP: without -fopenmp it runs serially.
+    # libgomp.so.1 is the runtime torch itself loads, so the two share one pool.
+    cxx_flags = ["-O3", "-fopenmp"]
     define_macros = []
     include_dirs = [os.path.join(ROOT, "csrc")]
     if with_cuda:
@@ -105,7 +107,7 @@ def extension_modules():
         extension = cpp_extension.CppExtension
         extra = {"cxx": cxx_flags}
     module = extension("fastreg._C", sources, include_dirs=include_dirs, define_macros=define_macros,
-                       extra_compile_args=extra)
+                       extra_compile_args=extra, extra_link_args=["-fopenmp"])
     return [module], {"build_ext": cpp_extension.BuildExtension}
 
 

@@ -1,0 +1,21 @@
+import pytest
+import torch
+
+import fastreg
+
+
+@pytest.fixture(autouse=True)
+def _native_backend():
+    """Every test starts on the native backend with a fixed seed."""
+    previous = fastreg.get_backend()
+    fastreg.set_backend("native")
+    torch.manual_seed(0)
+    yield
+    fastreg.set_backend(previous)
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_cuda = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(skip_cuda)
