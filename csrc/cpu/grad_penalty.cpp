@@ -31,7 +31,7 @@ int64_t row_grain(int64_t row_len) {
 // sum_j x_j^2 over one row, with 16 independent lanes so the compiler
 // vectorizes the loop and the sum does not hinge on one serial chain.
 template <typename scalar_t, typename acc_t>
-acc_t row_sum_of_squares(const scalar_t* x, int64_t len) {
+inline __attribute__((always_inline)) acc_t sum_of_squares_lanes(const scalar_t* __restrict__ x, int64_t len) {
   constexpr int kLanes = 16;
   acc_t lanes[kLanes] = {};
   int64_t j = 0;
@@ -51,6 +51,45 @@ acc_t row_sum_of_squares(const scalar_t* x, int64_t len) {
   return lanes[0];
 }
 
+// out_j = scale * x_j over one row.
+template <typename scalar_t, typename acc_t>
+inline __attribute__((always_inline)) void scale_row_into(const scalar_t* __restrict__ x, acc_t scale, int64_t len,
+                                                          scalar_t* __restrict__ out) {
+  for (int64_t j = 0; j < len; ++j) out[j] = static_cast<scalar_t>(scale * static_cast<acc_t>(x[j]));
+}
+
+// float and double rows are the hot path: GCC builds AVX-512, AVX2 and
+// baseline clones of these and picks one at load time for the running CPU,
+// so the extension stays portable without -march flags. Half types take the
+// generic templates.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define FASTREG_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FASTREG_CPU_CLONES
+#endif
+
+FASTREG_CPU_CLONES float row_sum_of_squares(const float* x, int64_t len) {
+  return sum_of_squares_lanes<float, float>(x, len);
+}
+FASTREG_CPU_CLONES double row_sum_of_squares(const double* x, int64_t len) {
+  return sum_of_squares_lanes<double, double>(x, len);
+}
+template <typename scalar_t>
+float row_sum_of_squares(const scalar_t* x, int64_t len) {
+  return sum_of_squares_lanes<scalar_t, float>(x, len);
+}
+
+FASTREG_CPU_CLONES void scale_row(const float* x, float scale, int64_t len, float* out) {
+  scale_row_into<float, float>(x, scale, len, out);
+}
+FASTREG_CPU_CLONES void scale_row(const double* x, double scale, int64_t len, double* out) {
+  scale_row_into<double, double>(x, scale, len, out);
+}
+template <typename scalar_t>
+void scale_row(const scalar_t* x, float scale, int64_t len, scalar_t* out) {
+  scale_row_into<scalar_t, float>(x, scale, len, out);
+}
+
 template <typename scalar_t>
 void forward_kernel(const GradPenaltyArgs& a, const scalar_t* g, const scalar_t* v, scalar_t* value,
                     at::opmath_type<scalar_t>* norms) {
@@ -59,7 +98,7 @@ void forward_kernel(const GradPenaltyArgs& a, const scalar_t* g, const scalar_t*
   const acc_t target = static_cast<acc_t>(a.target);
   at::parallel_for(0, a.rows, row_grain(a.row_len), [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      const acc_t sum_sq = row_sum_of_squares<scalar_t, acc_t>(g + i * a.row_len, a.row_len);
+      const acc_t sum_sq = row_sum_of_squares(g + i * a.row_len, a.row_len);
       const acc_t vi = v ? static_cast<acc_t>(v[i]) : acc_t(0);
       const acc_t w = weight_and_slope<acc_t>(a.weight, vi, i < a.num_real).w;
       norms[i] = fr_sqrt(sum_sq);
@@ -83,11 +122,7 @@ void backward_kernel(const GradPenaltyArgs& a, double grad_value, const scalar_t
       const acc_t vi = v ? static_cast<acc_t>(v[i]) : acc_t(0);
       const WeightAndSlope<acc_t> ws = weight_and_slope<acc_t>(a.weight, vi, i < a.num_real);
       const acc_t row_scale = scale * ws.w * norm_penalty_slope_over_norm<acc_t>(a.norm, sum_sq, target);
-      const scalar_t* gi = g + i * a.row_len;
-      scalar_t* dgi = d_g + i * a.row_len;
-      for (int64_t j = 0; j < a.row_len; ++j) {
-        dgi[j] = static_cast<scalar_t>(row_scale * static_cast<acc_t>(gi[j]));
-      }
+      scale_row(g + i * a.row_len, row_scale, a.row_len, d_g + i * a.row_len);
       if (d_v) {
         d_v[i] = static_cast<scalar_t>(scale * ws.dw * norm_penalty<acc_t>(a.norm, sum_sq, target));
       }

@@ -1,0 +1,31 @@
+import pytest
+import torch
+
+import fastreg
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_cuda = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(skip_cuda)
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    machine_info["fastreg"] = fastreg.backend_info()
+    machine_info["torch_threads"] = torch.get_num_threads()
+    if torch.cuda.is_available():
+        machine_info["gpu"] = torch.cuda.get_device_name()
+
+
+def synchronized(fn, device):
+    """Wrap fn so each timed call waits for the GPU to finish."""
+    if device != "cuda":
+        return fn
+
+    def run():
+        out = fn()
+        torch.cuda.synchronize()
+        return out
+
+    return run
