@@ -3,11 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
-DEV_DEPS := numpy scipy pytest pytest-benchmark expecttest
+DEV_DEPS := numpy scipy scikit-learn matplotlib pyyaml tqdm pytest pytest-benchmark expecttest
 CMAKE_BUILD := build/cmake
 JOBS ?= 2
 
-.PHONY: venv build ctest pytest test demo bench clean
+.PHONY: venv build ctest pytest test demo bench bench-report clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench: build
 	mkdir -p benchmarks/results
 	$(PY) -m pytest benchmarks --benchmark-enable --benchmark-only \
 		--benchmark-json=benchmarks/results/$$($(PY) -c "import fastreg.backend as b; print(b.device_tag())").json
+	$(PY) benchmarks/report.py
+
+bench-report: venv
+	$(PY) benchmarks/report.py
 
 clean:
 	rm -rf build $(CMAKE_BUILD) fastreg/_C*.so *.egg-info
