@@ -83,16 +83,22 @@ class _EagerGradPenalty(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_value):
-        grad, logits, row_norms = ctx.saved_tensors
-        args = (grad_value, grad, logits, row_norms, *ctx.penalty_args)
-        if torch.is_grad_enabled():
+        # Recorded (create_graph=True): through the dispatcher, for the double backward.
+        return _penalty_input_grads(ctx, grad_value, below_autograd=not torch.is_grad_enabled())
+
+
+def _penalty_input_grads(ctx, grad_value, below_autograd):
+    """Gradients w.r.t. grad_penalty's six inputs from what the forward saved."""
+    grad, logits, row_norms = ctx.saved_tensors
+    args = (grad_value, grad, logits, row_norms, *ctx.penalty_args)
+    if below_autograd:
+        with torch._C._AutoDispatchBelowAutograd():
             d_grad, d_logits = torch.ops.fastreg.grad_penalty_backward(*args)
-        else:
-            with torch._C._AutoDispatchBelowAutograd():
-                d_grad, d_logits = torch.ops.fastreg.grad_penalty_backward(*args)
-        return (d_grad if ctx.needs_input_grad[0] else None,
-                d_logits if logits is not None and ctx.needs_input_grad[1] else None,
-                None, None, None, None)
+    else:
+        d_grad, d_logits = torch.ops.fastreg.grad_penalty_backward(*args)
+    return (d_grad if ctx.needs_input_grad[0] else None,
+            d_logits if logits is not None and ctx.needs_input_grad[1] else None,
+            None, None, None, None)
 
 
 # --- fake (meta) kernels -----------------------------------------------------------------------
@@ -124,12 +130,7 @@ def _setup_grad_penalty(ctx, inputs, output):
 
 def _grad_penalty_vjp(ctx, grad_value, _grad_row_norms):
     # row_norms is marked non-differentiable, so its cotangent is never used.
-    grad, logits, row_norms = ctx.saved_tensors
-    d_grad, d_logits = torch.ops.fastreg.grad_penalty_backward(grad_value, grad, logits, row_norms,
-                                                               *ctx.penalty_args)
-    return (d_grad if ctx.needs_input_grad[0] else None,
-            d_logits if logits is not None and ctx.needs_input_grad[1] else None,
-            None, None, None, None)
+    return _penalty_input_grads(ctx, grad_value, below_autograd=False)
 
 
 def _setup_grad_penalty_backward(ctx, inputs, output):
