@@ -4,11 +4,11 @@ Fused regularizer ops (``fastreg.ops``) with C++/CUDA kernels and a PyTorch
 reference, selected with :func:`set_backend`; see :func:`backend_info`.
 """
 
-from . import divergences, losses, ops, reference, regularizers, schedules
+from . import divergences, losses, models, ops, reference, regularizers, schedules
 from .backend import backend_info, get_backend, set_backend
 from .ops import grad_penalty
 
 __version__ = "0.1.0"
 
-__all__ = ["backend_info", "divergences", "get_backend", "grad_penalty", "losses", "ops", "reference", "regularizers",
+__all__ = ["backend_info", "divergences", "get_backend", "grad_penalty", "losses", "models", "ops", "reference", "regularizers",
            "schedules", "set_backend"]
