@@ -13,6 +13,9 @@ Goodfellow et al. 2014), ``lsgan`` (Mao et al. 2017), ``wgan`` (Arjovsky et al.
 2018) and ``vral`` (Grewal, Hjelm, Bengio 2018). Real and fake terms are
 averaged over their own batches, so the two batches may differ in size.
 
+:func:`lens_loss` is the lens loss of Tempered GANs (Sajjadi et al. 2018), and
+:func:`vral_meta_loss` the meta-discriminators' loss of VRAL.
+
 Every form is written with softplus / log-sigmoid, so no ``log(1 + exp(v))``
 or ``log(1 - sigmoid(v))`` overflows for large ``|v|``. Penalties and add-ons
 (Roth's regularizer, gradient penalties, weight clipping) live in
@@ -188,3 +191,34 @@ def vral_meta_loss_from_logits(m_prior: torch.Tensor, m_logits: torch.Tensor) ->
     :func:`vral_meta_loss` given the meta-logits on the prior samples and on the classifier's logits
     (Grewal, Hjelm, Bengio 2018)."""
     return F.softplus(-m_prior).mean() + F.softplus(m_logits).mean()
+
+
+# --- Tempered GAN lens -------------------------------------------------------------------------
+
+LENS_ADVERSARIAL = {
+    "gan": lambda v: F.softplus(v), "ns": lambda v: F.softplus(v), "bgan": lambda v: F.softplus(v),
+    "lsgan": lambda v: v.square(), "wgan": lambda v: v, "wgan-gp": lambda v: v,
+}
+
+
+def lens_loss(variant: str, v_lensed: torch.Tensor, x: torch.Tensor, x_lensed: torch.Tensor,
+              lam: float) -> torch.Tensor:
+    r"""The lens loss of Sajjadi, Parascandolo, Mehrjou, Schölkopf 2018, "Tempered Adversarial Networks":
+
+    .. math:: L_L = \lambda_t\,E[L^A_L(v_L)] + E\lVert x - L(x)\rVert^2
+
+    with ``v_lensed`` :math:`= v_L` = D's logits on the lensed real batch ``x_lensed`` = L(x) and
+    :math:`L^A_L` the negated D objective on lensed data (DESIGN.md section 5): ``gan``, ``ns``,
+    ``bgan``: :math:`\mathrm{softplus}(v_L) = -\log(1 - D(L(x)))`; ``lsgan``: :math:`v_L^2`;
+    ``wgan``, ``wgan-gp``: :math:`v_L`. The squared norm is per sample (summed over its elements),
+    averaged over the batch. ``lam`` is :math:`\lambda_t` of :class:`fastreg.schedules.LensSchedule`.
+    """
+    base, _ = parse_variant(variant)
+    if base not in LENS_ADVERSARIAL:
+        raise ValueError(f"lens_loss: variant {variant!r} has no lens objective; expected one of "
+                         f"{', '.join(LENS_ADVERSARIAL)}")
+    _check_logits("v_lensed", v_lensed)
+    if x.shape != x_lensed.shape:
+        raise ValueError(f"lens_loss: x_lensed has shape {tuple(x_lensed.shape)} but x has {tuple(x.shape)}")
+    distortion = (x - x_lensed).reshape(x.shape[0], -1).square().sum(dim=1).mean()
+    return lam * LENS_ADVERSARIAL[base](v_lensed).mean() + distortion

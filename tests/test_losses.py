@@ -217,3 +217,25 @@ def test_bad_options_are_value_errors_naming_them():
         losses.d_loss("gan", z, torch.zeros(0))
     with pytest.raises(ValueError, match="v_real"):
         losses.d_loss("gan", torch.zeros(2, dtype=torch.long), z)
+
+
+@pytest.mark.parametrize("variant,adversarial", [
+    ("gan", lambda v: -mpmath.log(1 - D(v))), ("ns", lambda v: -mpmath.log(1 - D(v))),
+    ("bgan", lambda v: -mpmath.log(1 - D(v))), ("lsgan", lambda v: v * v),
+    ("wgan", lambda v: v), ("wgan-gp", lambda v: v)])
+def test_lens_loss_by_hand(variant, adversarial):
+    v = [-50.0, 0.4, 3.0, 50.0]
+    x = torch.tensor([[[1.0, 2.0]], [[0.0, 0.0]], [[-1.0, 0.5]], [[3.0, 3.0]]], dtype=torch.float64)
+    x_lensed = x + torch.tensor([[[0.5, 0.0]], [[0.0, -1.0]], [[0.0, 0.0]], [[2.0, 1.0]]], dtype=torch.float64)
+    got = losses.lens_loss(variant, torch.tensor(v, dtype=torch.float64), x, x_lensed, lam=0.3)
+    distortion = (0.25 + 1.0 + 0.0 + 5.0) / 4
+    expected = mp("0.3") * mean(adversarial(mp(u)) for u in v) + mp(distortion)
+    assert float(got) == pytest.approx(float(expected), rel=1e-13)
+
+
+def test_lens_loss_errors():
+    x = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match="fgan:kl"):
+        losses.lens_loss("fgan:kl", torch.zeros(2), x, x, 1.0)
+    with pytest.raises(ValueError, match="x_lensed"):
+        losses.lens_loss("ns", torch.zeros(2), x, torch.zeros(2, 4), 1.0)

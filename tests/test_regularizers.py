@@ -234,6 +234,20 @@ def test_grad_scaler_scales_before_and_unscales_after_autograd_grad():
     torch.testing.assert_close(amp, regularizers.r1_penalty(D, x_real).penalty, rtol=2e-2, atol=1e-4)
 
 
+@pytest.mark.cuda
+def test_penalty_under_float16_autocast_with_grad_scaler_on_cuda():
+    if not fastreg.backend.has_kernel("cuda"):
+        fastreg.set_backend("reference")
+    D = small_d(torch.float32).cuda()
+    x_real, x_fake = (t.cuda() for t in batches(8, 8, torch.float32))
+    exact = regularizers.roth_penalty(D, x_real, x_fake).penalty
+    scaler = torch.amp.GradScaler("cuda", init_scale=2.0 ** 8)  # small enough for float16 backward
+    with torch.autocast("cuda", dtype=torch.float16):
+        got, v_real, _ = regularizers.roth_penalty(D, x_real, x_fake, scaler=scaler)
+    assert v_real.dtype == torch.float16 and got.dtype == torch.float32
+    torch.testing.assert_close(got, exact, rtol=2e-2, atol=1e-4)
+
+
 # --- batch norm meets a penalty -----------------------------------------------------------------
 
 def test_penalty_on_a_batch_norm_d_warns():
