@@ -64,7 +64,8 @@ def _check_options(variant: str, options: dict, allowed: tuple[str, ...]) -> Non
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         expected = ", ".join(allowed) if allowed else "none"
-        raise ValueError(f"unknown option(s) {', '.join(map(repr, unknown))} for variant {variant!r}; accepted: {expected}")
+        raise ValueError(f"unknown option(s) {', '.join(map(repr, unknown))} for variant {variant!r}; "
+                         f"accepted: {expected}")
 
 
 def _check_logits(name: str, v) -> None:
