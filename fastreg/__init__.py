@@ -2,12 +2,18 @@
 
 Fused regularizer ops (``fastreg.ops``) with C++/CUDA kernels and a PyTorch
 reference, selected with :func:`set_backend`; see :func:`backend_info`.
+
+The library layer for your own training loop: ``fastreg.losses`` (D and G losses
+of every variant), ``fastreg.regularizers`` (Roth's regularizer, gradient
+penalties, instance noise), ``fastreg.schedules``, ``fastreg.models`` and
+``fastreg.data``.
 """
 
-from . import divergences, ops, reference
+from . import data, divergences, losses, models, ops, reference, regularizers, schedules
 from .backend import backend_info, get_backend, set_backend
 from .ops import grad_penalty
 
 __version__ = "0.1.0"
 
-__all__ = ["backend_info", "divergences", "get_backend", "grad_penalty", "ops", "reference", "set_backend"]
+__all__ = ["backend_info", "data", "divergences", "get_backend", "grad_penalty", "losses", "models", "ops",
+           "reference", "regularizers", "schedules", "set_backend"]

@@ -1,0 +1,79 @@
+"""Datasets: one entry point, :func:`get_dataset`, and the names it knows, :func:`available`.
+
+- Toy mixtures (``ring8``, ``grid25``, ``misspecified3d``): objects with a seeded, endless
+  ``sample(n)`` (see :mod:`fastreg.data.toy`); option ``seed``.
+- ``digits``: scikit-learn's bundled 8x8 digits (1,797 images, no download) in [-1, 1], resized
+  to ``resolution`` (8 when None): the default image dataset.
+- torchvision datasets under ``root`` (``$FASTREG_DATA`` or ``./data`` when None): ``mnist``,
+  ``fashion-mnist``, ``cifar10``, ``celeba``, ``lsun`` (``lsun:<category>``, default bedroom),
+  ``imagefolder`` (``root`` is the folder), ``color-mnist``. Options: ``train`` (mnist,
+  fashion-mnist, cifar10, color-mnist), ``split`` (celeba), ``length`` and ``seed`` (color-mnist).
+  Downloads happen only with ``download=True``; a missing dataset raises
+  :class:`DatasetNotFoundError` saying where it looked and how to get it.
+
+Image datasets yield ``(image [C, R, R] in [-1, 1], label)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from . import images, toy, vision
+from .images import ImageTensorDataset, load_digits
+from .toy import GaussianMixture
+from .vision import ColorMNIST, DatasetNotFoundError
+
+TOY = {"ring8": toy.ring8, "grid25": toy.grid25, "misspecified3d": toy.misspecified3d}
+VISION = {
+    "mnist": vision.mnist,
+    "fashion-mnist": vision.fashion_mnist,
+    "cifar10": vision.cifar10,
+    "celeba": vision.celeba,
+    "lsun": vision.lsun,
+    "imagefolder": vision.image_folder,
+    "color-mnist": vision.color_mnist,
+}
+
+
+def available() -> list[str]:
+    """Every dataset name :func:`get_dataset` accepts (``lsun`` also as ``lsun:<category>``)."""
+    return sorted([*TOY, "digits", *VISION])
+
+
+def _check_options(name: str, builder, options: dict, skip: int) -> None:
+    accepted = list(inspect.signature(builder).parameters)[skip:]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"get_dataset: unknown option(s) {', '.join(map(repr, unknown))} for {name!r}; "
+                         f"accepted: {', '.join(accepted) or 'none'}")
+
+
+def _check_resolution(resolution) -> None:
+    if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1):
+        raise ValueError(f"get_dataset: resolution must be a positive int or None, got {resolution!r}")
+
+
+def get_dataset(name: str, resolution: int | None = None, root: str | None = None, download: bool = False,
+                **options):
+    """The dataset called ``name`` (see :func:`available`); ValueError for unknown names or options."""
+    base, _, category = name.partition(":") if isinstance(name, str) else (name, "", "")
+    if base in TOY and not category:
+        if resolution is not None or root is not None or download:
+            raise ValueError(f"get_dataset: {name!r} is a toy mixture; resolution, root and download do not apply")
+        _check_options(name, TOY[base], options, 0)
+        return TOY[base](**options)
+    _check_resolution(resolution)
+    if base == "digits" and not category:
+        _check_options(name, load_digits, options, 1)
+        return load_digits(resolution)
+    if base not in VISION or (category and base != "lsun"):
+        raise ValueError(f"get_dataset: unknown dataset name {name!r}; expected one of {', '.join(available())}")
+    if category:
+        options = {**options, "category": category}
+    _check_options(name, VISION[base], options, 3)
+    root = vision.default_root() if root is None else str(root)
+    return VISION[base](root, resolution, download, **options)
+
+
+__all__ = ["ColorMNIST", "DatasetNotFoundError", "GaussianMixture", "ImageTensorDataset", "available",
+           "get_dataset", "images", "load_digits", "toy", "vision"]

@@ -1,0 +1,15 @@
+"""Networks: DCGAN, ResNet and MLP generators/discriminators, the Tempered lens, VRAL's
+meta-discriminators. Every discriminator returns logits ``[N]`` with no output nonlinearity;
+every generator maps ``z [N, z_dim]`` to samples (``G.z_dim`` says the latent size).
+"""
+
+from .dcgan import RESOLUTIONS, DCGANDiscriminator, DCGANGenerator, d_batch_norm_default, dcgan_init_
+from .lens import Lens
+from .mlp import MLPDiscriminator, MLPGenerator
+from .parameters import count_parameters, has_batch_norm
+from .resnet import ResNetDiscriminator, ResNetGenerator
+from .vral import MetaDiscriminator, make_meta_discriminators
+
+__all__ = ["RESOLUTIONS", "DCGANDiscriminator", "DCGANGenerator", "Lens", "MLPDiscriminator", "MLPGenerator",
+           "MetaDiscriminator", "ResNetDiscriminator", "ResNetGenerator", "count_parameters",
+           "d_batch_norm_default", "dcgan_init_", "has_batch_norm", "make_meta_discriminators"]
