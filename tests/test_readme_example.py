@@ -1,8 +1,6 @@
 """Runs the README's "Use the library in your own training loop" snippet exactly as written.
 
-The snippet is the first ```python block under that heading in README.md when README.md has the
-heading, else in docs/readme_library_example.md (where the section is kept until it is pasted
-into the README).
+The snippet is the first ```python block under that heading in README.md.
 """
 
 import math
@@ -16,13 +14,12 @@ HEADING = "## Use the library in your own training loop"
 
 
 def library_snippet() -> tuple[str, Path]:
-    for path in (ROOT / "README.md", ROOT / "docs" / "readme_library_example.md"):
-        if path.exists() and HEADING in path.read_text():
-            section = path.read_text().split(HEADING, 1)[1]
-            match = re.search(r"```python\n(.*?)```", section, flags=re.S)
-            assert match, f"{path}: no ```python block under {HEADING!r}"
-            return match.group(1), path
-    raise AssertionError(f"no {HEADING!r} section in README.md or docs/readme_library_example.md")
+    path = ROOT / "README.md"
+    text = path.read_text()
+    assert HEADING in text, f"README.md has no {HEADING!r} section"
+    match = re.search(r"```python\n(.*?)```", text.split(HEADING, 1)[1], flags=re.S)
+    assert match, f"README.md: no ```python block under {HEADING!r}"
+    return match.group(1), path
 
 
 def run_snippet() -> dict:
