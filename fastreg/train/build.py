@@ -1,0 +1,73 @@
+"""Build a run's parts from its config: data, networks, optimizers, schedules."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .. import data, models, schedules
+from .config import TrainConfig
+
+TOY_Z_DIM = 16  # latent size of the toy MLP generator (Roth et al.'s toy experiments use a small z)
+
+
+def device_of(config: TrainConfig) -> torch.device:
+    if config.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(config.device)
+
+
+def dataset_of(config: TrainConfig):
+    if config.data in data.TOY:
+        return data.get_dataset(config.data, seed=config.seed)
+    return data.get_dataset(config.data, resolution=config.resolution, root=config.data_root)
+
+
+def sample_shape(dataset) -> tuple[int, ...]:
+    """Shape of one real sample: (dim,) for toy data, (C, R, R) for images."""
+    if hasattr(dataset, "sample"):
+        return (dataset.dim,)
+    first = dataset[0][0]
+    return tuple(first.shape)
+
+
+def networks(config: TrainConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
+    """(G, D) for the config's model family and the data's sample shape."""
+    if config.model == "mlp":
+        if len(shape) != 1:
+            raise ValueError(f"model: 'mlp' is for toy data; {config.data!r} gives samples of shape {shape}")
+        return (models.MLPGenerator(z_dim=config.z_dim, out_dim=shape[0]),
+                models.MLPDiscriminator(in_dim=shape[0]))
+    if len(shape) != 3:
+        raise ValueError(f"model: {config.model!r} needs image data; {config.data!r} gives samples of shape {shape}")
+    channels, resolution = shape[0], shape[-1]
+    if config.model == "dcgan":
+        return (models.DCGANGenerator(z_dim=config.z_dim, width=config.width, resolution=resolution,
+                                      channels=channels),
+                models.DCGANDiscriminator(width=config.width, resolution=resolution, channels=channels,
+                                          batch_norm=config.resolved("d_batchnorm")))
+    return (models.ResNetGenerator(z_dim=config.z_dim, width=config.width, resolution=resolution, channels=channels),
+            models.ResNetDiscriminator(width=config.width, resolution=resolution, channels=channels))
+
+
+def optimizer(config: TrainConfig, params, lr: float) -> torch.optim.Optimizer:
+    if config.resolved("optimizer") == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    return torch.optim.Adam(params, lr=lr, betas=tuple(config.resolved("betas")))
+
+
+def gamma_schedule(config: TrainConfig, total_d_steps: int) -> schedules.Schedule:
+    """Roth's gamma_t = gamma0 * alpha^(t/T) when annealed (t, T counted in D steps), else a constant."""
+    gamma = config.resolved("gamma")
+    if config.gamma_anneal is not None:
+        return schedules.ExponentialAnneal(gamma, config.gamma_anneal, total_steps=total_d_steps)
+    return schedules.Constant(gamma)
+
+
+def noise_schedule(config: TrainConfig) -> schedules.Schedule:
+    """Instance-noise sigma_t over G steps: constant, or decaying from sigma_0 to 0."""
+    if config.noise == 0 or config.noise_schedule == "constant":
+        return schedules.Constant(config.noise)
+    if config.noise_schedule == "linear":
+        return schedules.LinearDecay(config.noise, total_steps=config.steps)
+    return schedules.ExponentialDecay(config.noise, total_steps=config.steps)

@@ -1,0 +1,204 @@
+"""The trainer's configuration: one dataclass, validated, YAML round-trip, CLI overrides.
+
+Defaults follow DESIGN.md section 3: each variant brings its optimizer, learning
+rate, betas and n_critic from its source paper unless the config sets them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+REGULARIZERS = ("none", "roth", "gp", "gp1", "r1", "r2")
+MODELS = ("dcgan", "resnet", "mlp")
+AMP_MODES = ("none", "bf16", "fp16")
+NOISE_SCHEDULES = ("constant", "linear", "exponential")
+ROTH_VARIANTS = ("gan", "ns", "bgan")  # plus every fgan:<div>
+LENS_VARIANTS = ("gan", "ns", "lsgan", "wgan-gp")  # DESIGN section 5 defines the lens loss for these
+
+# Per-variant optimizer defaults (DESIGN.md section 3).
+ADAM_DCGAN = {"optimizer": "adam", "lr_d": 2e-4, "lr_g": 2e-4, "betas": (0.5, 0.999), "n_critic": 1}
+VARIANT_DEFAULTS = {
+    "wgan": {"optimizer": "rmsprop", "lr_d": 5e-5, "lr_g": 5e-5, "betas": (0.0, 0.0), "n_critic": 5},
+    "wgan-gp": {"optimizer": "adam", "lr_d": 1e-4, "lr_g": 1e-4, "betas": (0.0, 0.9), "n_critic": 5},
+}
+# Default regularizer weights: Roth's constant gamma 0.1 (annealed: gamma0 = 2.0), WGAN-GP's
+# lambda = 10, Mescheder's R1/R2 gamma = 10.
+DEFAULT_GAMMA = {"roth": 0.1, "gp": 10.0, "gp1": 10.0, "r1": 10.0, "r2": 10.0, "none": 0.0}
+ROTH_ANNEALED_GAMMA0 = 2.0
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message starts with the field's name."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. See `fastreg train --help` for each field."""
+
+    variant: str = field(default="ns", metadata={"help": "gan, ns, lsgan, wgan, wgan-gp, fgan:<div>, bgan, vral"})
+    reg: str = field(default="none", metadata={"help": "regularizer: none, roth, gp, gp1 (one-sided), r1, r2"})
+    gamma: float | None = field(default=None, metadata={
+        "help": "regularizer weight (roth: 0.1, or 2.0 when annealed; gp/gp1: 10; r1/r2: 10)"})
+    gamma_anneal: float | None = field(default=None, metadata={
+        "help": "Roth's annealing gamma_t = gamma0 * alpha^(t/T): alpha (e.g. 0.01); unset = constant"})
+    reg_every: int = field(default=1, metadata={"help": "lazy regularization: penalty every k D steps, weight x k"})
+    noise: float = field(default=0.0, metadata={"help": "instance noise sigma_0 (Arjovsky & Bottou); 0 = off"})
+    noise_schedule: str = field(default="linear", metadata={"help": "noise decay to 0: constant, linear, exponential"})
+    lens: bool = field(default=False, metadata={"help": "Tempered GAN lens on real data (Sajjadi et al. 2018)"})
+    lens_k: int = field(default=100_000, metadata={"help": "lens schedule length K: lambda_t = 1 - sin(t pi / 2K)"})
+    vral_mu_real: float = field(default=1.0, metadata={"help": "VRAL mu_r"})
+    vral_mu_fake: float = field(default=0.0, metadata={"help": "VRAL mu_f (-1 for CelebA/LSUN)"})
+    data: str = field(default="digits", metadata={"help": "dataset name (fastreg.data.available())"})
+    data_root: str | None = field(default=None, metadata={"help": "folder of a local dataset"})
+    resolution: int = field(default=32, metadata={"help": "image side (8 to 64, a power of two)"})
+    model: str = field(default="dcgan", metadata={"help": "dcgan, resnet, or mlp (toy data)"})
+    width: int = field(default=64, metadata={"help": "channel width C of G and D"})
+    d_batchnorm: bool | None = field(default=None, metadata={
+        "help": "BatchNorm in D (default: on without a gradient penalty, off with one)"})
+    z_dim: int = field(default=100, metadata={"help": "latent dimension"})
+    batch_size: int = field(default=64, metadata={"help": "samples per D and G step"})
+    steps: int = field(default=3000, metadata={"help": "generator steps"})
+    n_critic: int | None = field(default=None, metadata={"help": "D steps per G step (variant default)"})
+    optimizer: str | None = field(default=None, metadata={"help": "adam or rmsprop (variant default)"})
+    lr_d: float | None = field(default=None, metadata={"help": "D learning rate (variant default)"})
+    lr_g: float | None = field(default=None, metadata={"help": "G learning rate (variant default)"})
+    betas: tuple[float, float] | None = field(default=None, metadata={"help": "Adam betas (variant default)"})
+    ema: float = field(default=0.999, metadata={"help": "generator EMA decay; 0 = off"})
+    amp: str = field(default="none", metadata={"help": "mixed precision: none, bf16, fp16"})
+    dtype: str = field(default="float32", metadata={"help": "parameter dtype: float32 or float64"})
+    seed: int = field(default=0, metadata={"help": "seed of torch, numpy and python"})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N or auto"})
+    out: str = field(default="runs/default", metadata={"help": "run folder"})
+    log_every: int = field(default=25, metadata={"help": "metrics.jsonl and progress bar every N steps"})
+    sample_every: int = field(default=500, metadata={"help": "sample grid every N steps"})
+    checkpoint_every: int = field(default=1000, metadata={"help": "checkpoint every N steps"})
+    keep_checkpoints: int = field(default=3, metadata={"help": "checkpoints kept"})
+
+    # --- derived values -------------------------------------------------------------------------
+
+    def effective_reg(self) -> str:
+        """The penalty in force: wgan-gp carries WGAN-GP's two-sided penalty unless reg says gp1."""
+        return "gp" if self.variant == "wgan-gp" and self.reg == "none" else self.reg
+
+    def variant_defaults(self) -> dict:
+        return VARIANT_DEFAULTS.get(self.variant, ADAM_DCGAN)
+
+    def resolved(self, name: str) -> Any:
+        """The value in force for an optional field: the config's, else the variant's default."""
+        value = getattr(self, name)
+        if value is not None:
+            return value
+        if name == "gamma":
+            return ROTH_ANNEALED_GAMMA0 if self.reg == "roth" and self.gamma_anneal else DEFAULT_GAMMA[self.effective_reg()]
+        if name == "d_batchnorm":
+            # BN makes a sample's input gradient depend on the batch: off under any gradient penalty.
+            return self.effective_reg() == "none" and self.model != "mlp"
+        return self.variant_defaults()[name]
+
+    # --- validation -----------------------------------------------------------------------------
+
+    def validate(self) -> "TrainConfig":
+        """Raise ConfigError naming the first invalid field; returns self."""
+        from .. import data, losses
+
+        _check_choice("variant", self.variant, losses.available())
+        _check_choice("data", self.data.partition(":")[0], data.available())
+        _check_choice("dtype", self.dtype, ("float32", "float64"))
+        _check_choice("reg", self.reg, REGULARIZERS)
+        _check_choice("model", self.model, MODELS)
+        _check_choice("amp", self.amp, AMP_MODES)
+        _check_choice("noise_schedule", self.noise_schedule, NOISE_SCHEDULES)
+        if self.optimizer is not None:
+            _check_choice("optimizer", self.optimizer, ("adam", "rmsprop"))
+        if self.reg == "roth" and not (self.variant in ROTH_VARIANTS or self.variant.startswith("fgan:")):
+            raise ConfigError(f"reg: 'roth' applies to {', '.join(ROTH_VARIANTS)} and fgan:<div>, "
+                              f"not variant {self.variant!r}")
+        if self.variant == "wgan" and self.reg != "none":
+            raise ConfigError("reg: wgan bounds D by weight clipping; for a gradient penalty use variant wgan-gp")
+        if self.variant == "wgan-gp" and self.reg not in ("none", "gp", "gp1"):
+            raise ConfigError(f"reg: wgan-gp carries its own gradient penalty (gp, or gp1 one-sided), "
+                              f"not {self.reg!r}")
+        toy = self.data in data.TOY
+        if toy != (self.model == "mlp"):
+            want = "mlp" if toy else "dcgan or resnet"
+            raise ConfigError(f"model: {self.model!r} does not fit data {self.data!r}; use {want}")
+        if self.lens and toy:
+            raise ConfigError("lens: the Tempered lens is a convolutional network for image data")
+        if self.lens and self.variant not in LENS_VARIANTS:
+            raise ConfigError(f"lens: the Tempered lens is defined for {', '.join(LENS_VARIANTS)}, "
+                              f"not variant {self.variant!r}")
+        for name in ("gamma", "noise", "lr_d", "lr_g"):
+            _check_non_negative(name, getattr(self, name))
+        if self.gamma_anneal is not None and not 0 < self.gamma_anneal <= 1:
+            raise ConfigError(f"gamma_anneal: must lie in (0, 1], got {self.gamma_anneal}")
+        if self.gamma_anneal is not None and self.reg != "roth":
+            raise ConfigError("gamma_anneal: annealing is Roth's schedule; set reg=roth")
+        for name in ("reg_every", "lens_k", "z_dim", "width", "batch_size", "steps", "log_every",
+                     "sample_every", "checkpoint_every", "keep_checkpoints"):
+            _check_positive_int(name, getattr(self, name))
+        if self.n_critic is not None:
+            _check_positive_int("n_critic", self.n_critic)
+        if not 0 <= self.ema < 1:
+            raise ConfigError(f"ema: decay must lie in [0, 1), got {self.ema}")
+        if self.betas is not None and (len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas)):
+            raise ConfigError(f"betas: expected two values in [0, 1), got {self.betas}")
+        if self.model != "mlp":
+            r = self.resolution
+            if not (8 <= r <= 64 and r & (r - 1) == 0):
+                raise ConfigError(f"resolution: must be a power of two from 8 to 64, got {r}")
+        return self
+
+
+def _check_choice(name: str, value: Any, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}: unknown value {value!r}; expected one of {', '.join(map(str, choices))}")
+
+
+def _check_non_negative(name: str, value: float | None) -> None:
+    if value is not None and (not isinstance(value, (int, float)) or math.isnan(value) or value < 0):
+        raise ConfigError(f"{name}: must be a non-negative number, got {value!r}")
+
+
+def _check_positive_int(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name}: must be a positive integer, got {value!r}")
+
+
+# --- YAML and overrides -----------------------------------------------------------------------------
+
+def to_dict(config: TrainConfig) -> dict:
+    data = dataclasses.asdict(config)
+    if data["betas"] is not None:
+        data["betas"] = list(data["betas"])
+    return data
+
+
+def from_dict(data: dict) -> TrainConfig:
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: not a config field")
+    data = dict(data)
+    if data.get("betas") is not None:
+        data["betas"] = tuple(float(b) for b in data["betas"])
+    return TrainConfig(**data)
+
+
+def save_yaml(config: TrainConfig, path: str) -> None:
+    import yaml
+
+    with open(path, "w") as f:
+        yaml.safe_dump(to_dict(config), f, sort_keys=False)
+
+
+def load_yaml(path: str) -> TrainConfig:
+    import yaml
+
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: {path} must hold a mapping of field: value")
+    return from_dict(data)

@@ -1,0 +1,160 @@
+"""The trainer: every accepted variant x add-on runs; a step equals a hand-written one; resume."""
+
+import copy
+import itertools
+import math
+
+import pytest
+import torch
+
+from fastreg import data, losses, regularizers
+from fastreg.train.config import ConfigError, TrainConfig
+from fastreg.train.metrics_log import read_metrics
+from fastreg.train.trainer import Trainer, resume, train
+
+ADD_ONS = [
+    {}, {"reg": "roth"}, {"reg": "roth", "gamma_anneal": 0.01}, {"reg": "gp"}, {"reg": "gp1"}, {"reg": "r1"},
+    {"reg": "r2"}, {"reg": "r1", "reg_every": 2}, {"noise": 0.1}, {"noise": 0.1, "noise_schedule": "exponential"},
+    {"lens": True}, {"amp": "bf16"},
+]
+DATA = {"toy": {"data": "ring8", "model": "mlp", "z_dim": 4},
+        "digits16": {"data": "digits", "resolution": 16, "width": 8, "z_dim": 8}}
+
+
+def tiny_config(tmp_path, **fields) -> TrainConfig:
+    defaults = dict(steps=3, batch_size=8, out=str(tmp_path / "run"), log_every=1, sample_every=1000,
+                    checkpoint_every=1000, ema=0.9)
+    return TrainConfig(**{**defaults, **fields})
+
+
+def accepted_combinations():
+    for variant, add_on, data_name in itertools.product(losses.available(), ADD_ONS, DATA):
+        fields = {"variant": variant, **add_on, **DATA[data_name]}
+        try:
+            TrainConfig(**fields).validate()
+        except ConfigError:
+            continue
+        yield pytest.param(fields, id=f"{variant}-{'-'.join(f'{k}={v}' for k, v in add_on.items()) or 'plain'}-"
+                                      f"{data_name}")
+
+
+COMBINATIONS = list(accepted_combinations())
+
+
+def test_combinations_cover_every_variant_and_add_on():
+    variants = {p.values[0]["variant"] for p in COMBINATIONS}
+    assert variants == set(losses.available())
+    assert len(COMBINATIONS) > 150
+
+
+@pytest.mark.parametrize("fields", COMBINATIONS)
+def test_every_accepted_combination_trains(fields, tmp_path):
+    trainer = Trainer(tiny_config(tmp_path, **fields, n_critic=1 if fields["variant"] == "wgan" else None))
+    before = [copy.deepcopy(m.state_dict()) for m in (trainer.G, trainer.D)]
+    for _ in range(3):
+        out = trainer.iteration(record_norms=True)
+        for key in ("d_loss", "g_loss", "d_grad_norm", "g_grad_norm"):
+            assert math.isfinite(out[key].item()), f"{key} = {out[key]}"
+    for module, old in zip((trainer.G, trainer.D), before):
+        changed = any(not torch.equal(p, old[name]) for name, p in module.state_dict().items()
+                      if p.is_floating_point())
+        assert changed, f"{type(module).__name__} parameters did not change"
+
+
+def test_rejected_combinations_name_the_field():
+    cases = [({"variant": "wgan", "reg": "roth"}, "reg"), ({"variant": "lsgan", "reg": "roth"}, "reg"),
+             ({"variant": "wgan-gp", "reg": "r1"}, "reg"), ({"variant": "wgan", "lens": True}, "lens"),
+             ({"data": "ring8", "model": "dcgan"}, "model"), ({"data": "digits", "model": "mlp"}, "model"),
+             ({"gamma": -1.0}, "gamma"), ({"noise": float("nan")}, "noise"), ({"variant": "fgan:tv"}, "variant"),
+             ({"resolution": 24}, "resolution"), ({"gamma_anneal": 0.01}, "gamma_anneal"), ({"ema": 1.0}, "ema"),
+             ({"data": "nope"}, "data"), ({"steps": 0}, "steps")]
+    for fields, name in cases:
+        with pytest.raises(ConfigError, match=f"^{name}:"):
+            TrainConfig(**fields).validate()
+
+
+def snapshot(trainer):
+    return copy.deepcopy(trainer.G), copy.deepcopy(trainer.D), torch.get_rng_state()
+
+
+def assert_same_parameters(module, reference):
+    for (name, p), q in zip(module.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-10, msg=name)
+
+
+def test_ns_step_equals_hand_written_step(tmp_path):
+    config = tiny_config(tmp_path, variant="ns", dtype="float64", batch_size=16, **DATA["toy"])
+    trainer = Trainer(config)
+    G, D, rng = snapshot(trainer)
+    trainer.iteration()
+
+    torch.set_rng_state(rng)
+    real = data.get_dataset("ring8", seed=config.seed)
+    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    x_real = real.sample(16).double()
+    with torch.no_grad():
+        x_fake = G(torch.randn(16, config.z_dim, dtype=torch.float64))
+    d_loss = losses.d_loss("ns", D(x_real), D(x_fake))
+    opt_d.zero_grad()
+    d_loss.backward()
+    opt_d.step()
+    g_loss = losses.g_loss("ns", D(G(torch.randn(16, config.z_dim, dtype=torch.float64))))
+    opt_g.zero_grad()
+    g_loss.backward()
+    opt_g.step()
+    assert_same_parameters(trainer.D, D)
+    assert_same_parameters(trainer.G, G)
+
+
+def test_wgan_gp_step_equals_hand_written_step(tmp_path):
+    config = tiny_config(tmp_path, variant="wgan-gp", dtype="float64", batch_size=16, **DATA["toy"])
+    trainer = Trainer(config)
+    G, D, rng = snapshot(trainer)
+    trainer.iteration()
+
+    torch.set_rng_state(rng)
+    real = data.get_dataset("ring8", seed=config.seed)
+    opt_d = torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.0, 0.9))
+    opt_g = torch.optim.Adam(G.parameters(), lr=1e-4, betas=(0.0, 0.9))
+    for _ in range(5):  # n_critic of WGAN-GP
+        x_real = real.sample(16).double()
+        with torch.no_grad():
+            x_fake = G(torch.randn(16, config.z_dim, dtype=torch.float64))
+        loss = losses.d_loss("wgan-gp", D(x_real), D(x_fake)) + 10.0 * regularizers.gradient_penalty(D, x_real, x_fake)
+        opt_d.zero_grad()
+        loss.backward()
+        opt_d.step()
+    g_loss = losses.g_loss("wgan-gp", D(G(torch.randn(16, config.z_dim, dtype=torch.float64))))
+    opt_g.zero_grad()
+    g_loss.backward()
+    opt_g.step()
+    assert_same_parameters(trainer.D, D)
+    assert_same_parameters(trainer.G, G)
+
+
+def test_wgan_critic_bursts():
+    trainer = Trainer.__new__(Trainer)
+    trainer.config, trainer.n_critic = TrainConfig(variant="wgan", data="ring8", model="mlp"), 5
+    counts = []
+    for step in (0, 24, 25, 499, 500, 501):
+        trainer.step = step
+        counts.append(trainer.critic_steps())
+    assert counts == [100, 100, 5, 5, 100, 5]
+
+
+def test_run_folder_outputs_and_resume(tmp_path):
+    config = tiny_config(tmp_path, steps=6, log_every=2, sample_every=3, checkpoint_every=3, **DATA["digits16"],
+                         variant="ns", reg="roth")
+    run = train(config)
+    records = read_metrics(run)
+    assert [r["step"] for r in records] == [2, 4, 6]
+    for key in ("d_loss", "g_loss", "penalty", "d_grad_norm", "g_grad_norm", "gamma", "sigma", "wall_time"):
+        assert all(math.isfinite(r[key]) for r in records), key
+    assert records[0]["gamma"] == pytest.approx(0.1)
+    assert sorted(p.name for p in (tmp_path / "run" / "samples").iterdir()) == ["step_000003.png", "step_000006.png"]
+    assert (tmp_path / "run" / "config.yaml").exists()
+    with pytest.raises(ConfigError, match="^out:"):
+        train(config)
+    resume(run, {"steps": 8})
+    assert [r["step"] for r in read_metrics(run)] == [2, 4, 6, 8]
