@@ -33,7 +33,7 @@ pytest: build
 test: build ctest pytest
 
 demo: build
-	$(PY) examples/op_demo.py
+	$(PY) -m fastreg demo --out runs/demo
 
 bench: build
 	mkdir -p benchmarks/results

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import time
 import typing
 
 from .train.config import ConfigError, TrainConfig, from_dict, load_yaml, to_dict
@@ -44,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="YAML file of config fields; flags given here override it")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     _add_config_arguments(train)
+    demo = commands.add_parser("demo", help="unregularized vs Roth-regularized NS-GAN on digits and a 3-D toy",
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    demo.add_argument("--out", default="runs/demo", help="folder of the demo's runs and report")
+    demo.add_argument("--quick", action="store_true", help="a few steps of each run (a smoke test)")
     return parser
 
 
@@ -60,7 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "train":
+        if args.command == "demo":
+            from .demo import QUICK, DemoBudget, run_demo
+
+            start = time.perf_counter()
+            report = run_demo(args.out, QUICK if args.quick else DemoBudget())
+            print(f"fastreg demo: report written to {report} ({time.perf_counter() - start:.0f} s)")
+        elif args.command == "train":
             from .train.trainer import train
 
             if args.resume:

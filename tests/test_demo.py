@@ -1,0 +1,26 @@
+"""The demo's code path at a smoke-test budget: four runs and a report that shows them side by side."""
+
+import re
+
+from fastreg.demo import QUICK, demo_configs, run_demo
+
+
+def test_demo_pairs_differ_only_in_the_regularizer(tmp_path):
+    configs = demo_configs(str(tmp_path), QUICK)
+    assert set(configs) == {"digits-ns", "digits-ns-roth", "toy3d-ns", "toy3d-ns-roth"}
+    for dataset in ("digits", "toy3d"):
+        plain, roth = configs[f"{dataset}-ns"], configs[f"{dataset}-ns-roth"]
+        differing = {k for k in vars(plain) if getattr(plain, k) != getattr(roth, k)}
+        assert differing == {"reg", "gamma", "gamma_anneal", "out"}
+        assert (roth.reg, roth.gamma, roth.gamma_anneal) == ("roth", 2.0, 0.01)
+
+
+def test_quick_demo_writes_report(tmp_path):
+    report = run_demo(str(tmp_path / "demo"), QUICK)
+    text = open(report).read()
+    for name in ("digits-ns", "digits-ns-roth", "toy3d-ns", "toy3d-ns-roth"):
+        assert f"| {name} |" in text
+    for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
+        assert (tmp_path / "demo" / image).exists(), image
+    assert re.search(r"\| toy3d-ns-roth \| 4 \| \d+ \| [\d.]+ \| [-\d.]+ \| [-\d.]+ \| [\d.e+-]+ \| \d/7 \|", text)
+    run_demo(str(tmp_path / "demo"), QUICK)  # re-runnable over its own output
