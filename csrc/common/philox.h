@@ -78,9 +78,9 @@ FASTREG_HD_INLINE void philox_round(uint32_t& c0, uint32_t& c1, uint32_t& c2, ui
 // Philox4x32-10 of counter (c0, c1, c2, c3) under key (k0, k1).
 FASTREG_HD_INLINE PhiloxWords philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0,
                                             uint32_t k1) {
-#if defined(__CUDACC__)
+#if defined(__CUDA_ARCH__)
 #pragma unroll
-#else
+#elif !defined(__CUDACC__)  // (the host pass of nvcc knows neither pragma)
 #pragma GCC unroll 10
 #endif
   for (int round = 0; round < kPhiloxRounds; ++round) {
