@@ -25,9 +25,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <limits>
 #include <mutex>
-#include <vector>
 
 #include "../common/philox.h"
 #include "../common/random_ops_args.h"

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "common/philox.h"
 #include "common/random_variates.h"
@@ -79,7 +80,48 @@ __attribute__((target("avx2"))) void lanes_avx2(const fastreg::PhiloxStream& s, 
                                                 fastreg::cpu::LaneWords& w) {
   fastreg::cpu::philox_lanes_avx2(s, first, w);
 }
+
+// Box–Muller over many blocks, compiled for one instruction set.
+template <typename acc_t>
+__attribute__((always_inline)) inline void normals_of_blocks(const fastreg::PhiloxStream& s, int blocks, acc_t* z) {
+  constexpr int K = fastreg::NormalsOfBlock<acc_t>::kCount;
+#pragma GCC unroll 1
+  for (int b = 0; b < blocks; ++b) fastreg::NormalsOfBlock<acc_t>::fill(fastreg::philox_block(s, b), z + K * b);
+}
+__attribute__((target("avx512f"))) void normals_avx512(const fastreg::PhiloxStream& s, int blocks, float* z) {
+  normals_of_blocks(s, blocks, z);
+}
+__attribute__((target("avx512f"))) void normals_avx512(const fastreg::PhiloxStream& s, int blocks, double* z) {
+  normals_of_blocks(s, blocks, z);
+}
+__attribute__((target("avx2"))) void normals_avx2(const fastreg::PhiloxStream& s, int blocks, float* z) {
+  normals_of_blocks(s, blocks, z);
+}
+__attribute__((target("avx2"))) void normals_avx2(const fastreg::PhiloxStream& s, int blocks, double* z) {
+  normals_of_blocks(s, blocks, z);
+}
 #endif
+
+// The normals must not depend on the instruction set the CPU kernel picks:
+// no FMA contraction (-ffp-contract=off) and no libm calls in the transform.
+template <typename acc_t>
+void test_normals_same_on_every_isa(const char* name) {
+#if FASTREG_X86_SIMD
+  constexpr int kBlocks = 4096;
+  constexpr int K = fastreg::NormalsOfBlock<acc_t>::kCount;
+  const fastreg::PhiloxStream s{0x5eed5eed5eed5eedull, 9};
+  std::vector<acc_t> base(kBlocks * K), other(kBlocks * K);
+  normals_of_blocks(s, kBlocks, base.data());
+  if (__builtin_cpu_supports("avx512f")) {
+    normals_avx512(s, kBlocks, other.data());
+    check(other == base, std::string(name) + " normals: AVX-512 code gives the baseline bits");
+  }
+  if (__builtin_cpu_supports("avx2")) {
+    normals_avx2(s, kBlocks, other.data());
+    check(other == base, std::string(name) + " normals: AVX2 code gives the baseline bits");
+  }
+#endif
+}
 
 void test_simd_lanes_match_scalar() {
 #if FASTREG_X86_SIMD
@@ -224,6 +266,8 @@ void test_ops() {
 int main() {
   test_philox_known_answers();
   test_simd_lanes_match_scalar();
+  test_normals_same_on_every_isa<float>("float");
+  test_normals_same_on_every_isa<double>("double");
   test_log_accuracy();
   test_sincos_accuracy();
   test_ops();
