@@ -148,12 +148,13 @@ def gaussian_noise(x: torch.Tensor, sigma, generator: torch.Generator | None = N
 
 def random_interpolate(x_real: torch.Tensor, x_fake: torch.Tensor,
                        generator: torch.Generator | None = None) -> torch.Tensor:
-    r"""Random interpolates :math:`\hat x_i = \epsilon_i x_{r,i} + (1 - \epsilon_i) x_{f,i}`, :math:`\epsilon_i \sim U[0, 1]`.
+    r"""Random interpolates :math:`\hat x_i = \epsilon_i x_{r,i} + (1 - \epsilon_i) x_{f,i}`, one
+    :math:`\epsilon_i \sim U[0, 1]` per sample.
 
     Gulrajani et al. 2017, "Improved Training of Wasserstein GANs": WGAN-GP
     penalizes :math:`(\lVert\nabla_x D(\hat x)\rVert_2 - 1)^2` at points
-    sampled uniformly on lines between real and generated samples, one
-    :math:`\epsilon_i` per sample.
+    sampled uniformly on the lines between pairs of real and generated
+    samples.
 
     Args:
         x_real, x_fake: ``[B, ...]``, same shape, device and dtype (float64,

@@ -77,7 +77,8 @@ def gaussian_noise(x: torch.Tensor, sigma, generator: torch.Generator | None = N
 
 def random_interpolate(x_real: torch.Tensor, x_fake: torch.Tensor,
                        generator: torch.Generator | None = None) -> torch.Tensor:
-    r"""Per-sample random interpolates :math:`\epsilon_i x_{r,i} + (1 - \epsilon_i) x_{f,i}`, :math:`\epsilon_i \sim U[0, 1]`.
+    r"""Random interpolates :math:`\epsilon_i x_{r,i} + (1 - \epsilon_i) x_{f,i}`, one :math:`\epsilon_i \sim U[0, 1]`
+    per sample.
 
     Gulrajani et al. 2017, "Improved Training of Wasserstein GANs" (WGAN-GP
     evaluates its gradient penalty at these points). ``eps`` is drawn with

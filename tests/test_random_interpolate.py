@@ -82,7 +82,8 @@ def test_same_seed_same_eps_and_every_call_fresh(device):
     assert (interpolate_with_seed(x_real, x_fake, 2) != a).float().mean() > 0.99
     g = torch.Generator(device).manual_seed(5)
     first = fastreg.random_interpolate(x_real, x_fake, generator=g)
-    assert torch.equal(first, fastreg.random_interpolate(x_real, x_fake, generator=torch.Generator(device).manual_seed(5)))
+    same_seed = torch.Generator(device).manual_seed(5)
+    assert torch.equal(first, fastreg.random_interpolate(x_real, x_fake, generator=same_seed))
     assert not torch.equal(first, fastreg.random_interpolate(x_real, x_fake, generator=g))
 
 

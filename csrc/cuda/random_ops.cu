@@ -131,7 +131,9 @@ __global__ void random_interpolate_kernel(const scalar_t* __restrict__ real, con
   const PhiloxStream stream = unpack_stream(philox);
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  for (int64_t i = tid; i < rows; i += stride) eps_out[i] = interpolation_weight<acc_t>(stream, static_cast<uint64_t>(i));
+  for (int64_t i = tid; i < rows; i += stride) {
+    eps_out[i] = interpolation_weight<acc_t>(stream, static_cast<uint64_t>(i));
+  }
   const int64_t n = rows * row_len;
   const int64_t groups = (n + V - 1) / V;
   for (int64_t g = tid; g < groups; g += stride) {

@@ -129,7 +129,8 @@ void test_simd_lanes_match_scalar() {
   const fastreg::PhiloxStream s{0xfeedfacecafebeefull, 42};
   __builtin_cpu_init();
   for (const char* isa : {"avx512f", "avx2"}) {
-    const bool has = std::strcmp(isa, "avx512f") == 0 ? __builtin_cpu_supports("avx512f") : __builtin_cpu_supports("avx2");
+    const bool has =
+        std::strcmp(isa, "avx512f") == 0 ? __builtin_cpu_supports("avx512f") : __builtin_cpu_supports("avx2");
     if (!has) {
       std::printf("skip %s lanes (CPU lacks it)\n", isa);
       continue;
@@ -243,7 +244,8 @@ void test_ops() {
 
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(3);
   auto [out, eps] = fastreg::random_interpolate_cpu(at::ones({5, 2}), at::zeros({5, 2}), gen);
-  check(at::equal(out.select(1, 0), eps) && at::equal(out.select(1, 1), eps), "random_interpolate: ones/zeros give eps");
+  check(at::equal(out.select(1, 0), eps) && at::equal(out.select(1, 1), eps),
+        "random_interpolate: ones/zeros give eps");
   check(eps.min().item<float>() >= 0.0f && eps.max().item<float>() < 1.0f, "random_interpolate: eps in [0, 1)");
 
   for (double bad : {-0.1, std::nan("")}) {
