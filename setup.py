@@ -90,7 +90,11 @@ def extension_modules():
     sources = ["csrc/fastreg.cpp", "csrc/python_module.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
     # at::parallel_for is header-inlined OpenMP: without -fopenmp it runs serially.
     # libgomp.so.1 is the runtime torch itself loads, so the two share one pool.
-    cxx_flags = ["-O3", "-fopenmp"]
+    # -fno-math-errno: no kernel reads errno, and with it GCC keeps a scalar libm
+    # call beside every sqrt, which blocks vectorizing the random-number loops.
+    # -ffp-contract=off: no silent FMA contraction, so the AVX-512, AVX2 and
+    # baseline code paths give the same bits (seeded noise is the same on any CPU).
+    cxx_flags = ["-O3", "-fopenmp", "-fno-math-errno", "-ffp-contract=off"]
     define_macros = []
     include_dirs = [os.path.join(ROOT, "csrc")]
     if with_cuda:

@@ -14,4 +14,14 @@ TORCH_LIBRARY(fastreg, m) {
   m.def(
       "grad_penalty_backward(Tensor grad_value, Tensor grad, Tensor? logits, Tensor row_norms, str weight, "
       "int num_real, str norm, float target) -> (Tensor grad_grad, Tensor grad_logits)");
+  // Random ops (DESIGN.md sections 8.2, 8.3): in-kernel Philox draws, so they
+  // carry the nondeterministic_seeded tag (compilers must neither merge nor
+  // recompute them).
+  // Gaussian instance noise x + s_i xi, s_i = sigma * sigma_rows[i] (sigma alone when sigma_rows is None).
+  m.def("gaussian_noise(Tensor x, Tensor? sigma_rows, float sigma, Generator? generator=None) -> Tensor",
+        {at::Tag::nondeterministic_seeded});
+  // Per-sample random interpolation eps_i x_real + (1 - eps_i) x_fake; also
+  // returns eps (accumulation dtype) so that the backward needs no RNG replay.
+  m.def("random_interpolate(Tensor x_real, Tensor x_fake, Generator? generator=None) -> (Tensor out, Tensor eps)",
+        {at::Tag::nondeterministic_seeded});
 }

@@ -11,9 +11,9 @@ penalties, instance noise), ``fastreg.schedules``, ``fastreg.models`` and
 
 from . import data, divergences, losses, models, ops, reference, regularizers, schedules
 from .backend import backend_info, get_backend, set_backend
-from .ops import grad_penalty
+from .ops import gaussian_noise, grad_penalty, random_interpolate
 
 __version__ = "0.1.0"
 
-__all__ = ["backend_info", "data", "divergences", "get_backend", "grad_penalty", "losses", "models", "ops",
-           "reference", "regularizers", "schedules", "set_backend"]
+__all__ = ["backend_info", "data", "divergences", "gaussian_noise", "get_backend", "grad_penalty", "losses",
+           "models", "ops", "random_interpolate", "reference", "regularizers", "schedules", "set_backend"]

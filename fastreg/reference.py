@@ -50,3 +50,41 @@ def grad_penalty(grad: torch.Tensor, logits: torch.Tensor | None = None, *, weig
         h = excess * excess
     w = row_weights(v, weight, num_real, g.shape[0], g)
     return (w * h).mean().to(grad.dtype)
+
+
+def _per_row(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A [B] tensor shaped [B, 1, ..., 1] to broadcast over the rows of ``like``."""
+    return values.reshape((like.shape[0],) + (1,) * (like.dim() - 1))
+
+
+def gaussian_noise(x: torch.Tensor, sigma, generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""Instance noise :math:`x + \sigma\,\xi`, :math:`\xi \sim N(0, I)`, as ``x + sigma * randn_like(x)``.
+
+    Arjovsky & Bottou 2017, "Towards Principled Methods for Training GANs":
+    adding Gaussian noise to everything D sees convolves the real and generated
+    distributions with the same Gaussian, so their supports overlap.
+
+    ``sigma``: a number, or a ``[B]`` tensor giving row i the scale ``sigma[i]``
+    (a negative or NaN entry gives a NaN row, as in the CUDA kernel).
+    """
+    noise = torch.randn_like(x, generator=generator)
+    if isinstance(sigma, torch.Tensor):
+        valid = torch.isfinite(sigma) & (sigma >= 0)
+        sigma = torch.where(valid, sigma, torch.full_like(sigma, float("nan")))
+        return x + _per_row(sigma.to(x.dtype), x) * noise
+    return x + sigma * noise
+
+
+def random_interpolate(x_real: torch.Tensor, x_fake: torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""Random interpolates :math:`\epsilon_i x_{r,i} + (1 - \epsilon_i) x_{f,i}`, one :math:`\epsilon_i \sim U[0, 1]`
+    per sample.
+
+    Gulrajani et al. 2017, "Improved Training of Wasserstein GANs" (WGAN-GP
+    evaluates its gradient penalty at these points). ``eps`` is drawn with
+    ``torch.rand`` in float32 (float64 for float64 inputs).
+    """
+    compute_dtype = torch.float64 if x_real.dtype == torch.float64 else torch.float32
+    eps = torch.rand(x_real.shape[0], generator=generator, dtype=compute_dtype, device=x_real.device)
+    eps = _per_row(eps, x_real)
+    return (eps * x_real + (1 - eps) * x_fake).to(x_real.dtype)

@@ -33,7 +33,8 @@ import torch
 import torch.nn as nn
 
 from .divergences import DIVERGENCES
-from .ops import grad_penalty
+from .ops import gaussian_noise, grad_penalty
+from .ops import random_interpolate as fused_random_interpolate
 
 ROTH_GAMMA = 0.1     # constant gamma of Roth et al. 2017
 GP_LAMBDA = 10.0     # lambda of Gulrajani et al. 2017
@@ -58,7 +59,7 @@ class PenaltyAndLogits(NamedTuple):
     logits: torch.Tensor
 
 
-# --- the two random ops of issue 3, in one place each --------------------------------------------
+# --- the random ops: fastreg's fused kernels ------------------------------------------------------
 
 def instance_noise(x: torch.Tensor, sigma, generator: torch.Generator | None = None) -> torch.Tensor:
     r"""Gaussian instance noise :math:`x + \sigma\,\xi`, :math:`\xi \sim N(0, I)` (Arjovsky & Bottou 2017,
@@ -67,34 +68,18 @@ def instance_noise(x: torch.Tensor, sigma, generator: torch.Generator | None = N
     Apply it to real *and* fake inputs of D; the gradient w.r.t. ``x`` is the identity, so G's
     gradient flows through the noisy fake. ``sigma`` is a float or a ``[B]`` tensor (one per
     sample). A float ``sigma == 0`` returns ``x`` itself and draws nothing (the end of an
-    annealing schedule).
+    annealing schedule). Otherwise this is :func:`fastreg.ops.gaussian_noise` (in-kernel Philox).
     """
-    # TODO(issue 3): switch to fastreg.ops.gaussian_noise when it lands
-    if not isinstance(sigma, torch.Tensor):
-        if sigma < 0:
-            raise ValueError(f"instance_noise: sigma must be >= 0, got {sigma}")
-        if sigma == 0:
-            return x
-    elif sigma.dim() == 1 and sigma.shape[0] == x.shape[0]:
-        sigma = sigma.reshape(-1, *([1] * (x.dim() - 1)))
-    elif sigma.dim() != 0:
-        raise ValueError(f"instance_noise: sigma must be a float or a [B] = [{x.shape[0]}] tensor, "
-                         f"got shape {tuple(sigma.shape)}")
-    xi = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-    return x + sigma * xi
+    if not isinstance(sigma, torch.Tensor) and sigma == 0:
+        return x
+    return gaussian_noise(x, sigma, generator)
 
 
 def random_interpolate(x_real: torch.Tensor, x_fake: torch.Tensor,
                        generator: torch.Generator | None = None) -> torch.Tensor:
     r""":math:`\epsilon_i x_r + (1-\epsilon_i) x_f`, :math:`\epsilon_i \sim U[0, 1]` per sample
-    (the points :math:`\hat x` of Gulrajani et al. 2017)."""
-    # TODO(issue 3): switch to fastreg.ops.random_interpolate when it lands
-    if x_real.shape != x_fake.shape:
-        raise ValueError(f"random_interpolate: x_fake has shape {tuple(x_fake.shape)} but x_real has "
-                         f"{tuple(x_real.shape)}; the batches must match")
-    shape = (x_real.shape[0],) + (1,) * (x_real.dim() - 1)
-    eps = torch.rand(shape, generator=generator, dtype=x_real.dtype, device=x_real.device)
-    return eps * x_real + (1 - eps) * x_fake
+    (the points :math:`\hat x` of Gulrajani et al. 2017); :func:`fastreg.ops.random_interpolate`."""
+    return fused_random_interpolate(x_real, x_fake, generator)
 
 
 # --- shared steps --------------------------------------------------------------------------------

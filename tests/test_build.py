@@ -19,7 +19,8 @@ def test_compiled_extension_is_loaded():
     info = fastreg.backend_info()
     assert info["extension"], f"fastreg._C did not load: {info['load_error']}"
     assert info["cpu"]
-    assert torch._C._dispatch_has_kernel_for_dispatch_key("fastreg::grad_penalty", "CPU")
+    for op in ("grad_penalty", "gaussian_noise", "random_interpolate"):
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"fastreg::{op}", "CPU"), op
 
 
 @pytest.mark.skipif(PURE_PYTHON or shutil.which("nvcc") is None, reason="no nvcc: CUDA kernels are not expected")
@@ -27,7 +28,8 @@ def test_cuda_kernels_compiled_where_nvcc_exists():
     info = fastreg.backend_info()
     assert info["cuda"], "nvcc is on PATH but fastreg was built without its CUDA kernels"
     assert "9.0" in info["cuda_archs"] or os.environ.get("TORCH_CUDA_ARCH_LIST")
-    assert torch._C._dispatch_has_kernel_for_dispatch_key("fastreg::grad_penalty", "CUDA")
+    for op in ("grad_penalty", "gaussian_noise", "random_interpolate"):
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"fastreg::{op}", "CUDA"), op
 
 
 def test_backend_switch_routes_to_reference(monkeypatch):

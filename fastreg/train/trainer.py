@@ -163,6 +163,8 @@ class Trainer:
             x_fake = self.G(self.latent(self.config.batch_size))
             if self.lens is not None:
                 x_real = self.lens(x_real)
+        # Under autocast G and the lens emit half precision; D's inputs stay in the parameter dtype.
+        x_real, x_fake = x_real.to(self.dtype), x_fake.to(self.dtype)
         sigma = self.sigma(self.step)
         if sigma > 0:
             x_real = regularizers.instance_noise(x_real, sigma)

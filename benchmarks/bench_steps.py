@@ -1,0 +1,127 @@
+"""Training-step benchmarks: DCGAN 32x32, batch 64 (issue 9).
+
+D steps on fixed real/fake batches (forward, penalty, backward, optimizer step):
+- ``ns``: unregularized non-saturating D step (the baseline of this group);
+- ``ns_roth_fastreg``: Roth's Omega_JS with fastreg (one D forward for loss and penalty, fused op);
+- ``ns_roth_anchor``: the same loss written the way reference implementations do it: a
+  second D forward for the penalty, the weights and norms in plain PyTorch;
+- ``ns_roth_lazy4``: fastreg Roth applied every 4th D step with weight x4 (4 steps timed, per-step mean);
+- ``wgan_gp_fastreg`` / ``wgan_gp_anchor``: WGAN-GP's D step with fastreg's penalty vs plain PyTorch.
+Full iterations (n_critic D steps + G step) of the trainer for several variants.
+Ratios (time / baseline time) come from one run: `make bench` then `make bench-report`.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fastreg import losses, models, regularizers
+from fastreg.train.config import TrainConfig
+from fastreg.train.trainer import Trainer
+
+from conftest import synchronized
+
+BATCH, RESOLUTION, WIDTH = 64, 32, 64
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+def make_d(device):
+    torch.manual_seed(0)
+    D = models.DCGANDiscriminator(width=WIDTH, resolution=RESOLUTION, channels=3).to(device)
+    return D, torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+
+
+def batches(device):
+    g = torch.Generator().manual_seed(1)
+    x_real = torch.rand(BATCH, 3, RESOLUTION, RESOLUTION, generator=g) * 2 - 1
+    x_fake = torch.rand(BATCH, 3, RESOLUTION, RESOLUTION, generator=g) * 2 - 1
+    return x_real.to(device), x_fake.to(device)
+
+
+def step(optimizer, loss):
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def ns_step(D, opt, x_real, x_fake):
+    step(opt, losses.d_loss("ns", D(x_real), D(x_fake)))
+
+
+def ns_roth_fastreg_step(D, opt, x_real, x_fake, gamma=2.0, weight_scale=1.0):
+    omega, v_real, v_fake = regularizers.roth_penalty(D, x_real, x_fake, "ns")
+    step(opt, losses.d_loss("ns", v_real, v_fake) + weight_scale * gamma / 2 * omega)
+
+
+def ns_roth_anchor_step(D, opt, x_real, x_fake, gamma=2.0):
+    """Omega_JS as reference code writes it: loss forward, then a separate penalty forward."""
+    v_real, v_fake = D(x_real), D(x_fake)
+    loss = F.softplus(-v_real).mean() + F.softplus(v_fake).mean()
+    xr, xf = x_real.detach().requires_grad_(), x_fake.detach().requires_grad_()
+    pr, pf = D(xr), D(xf)
+    gr, gf = torch.autograd.grad((pr.sum(), pf.sum()), (xr, xf), create_graph=True)
+    nr = gr.flatten(1).norm(dim=1) ** 2
+    nf = gf.flatten(1).norm(dim=1) ** 2
+    omega = ((1 - torch.sigmoid(pr)) ** 2 * nr).mean() + (torch.sigmoid(pf) ** 2 * nf).mean()
+    step(opt, loss + gamma / 2 * omega)
+
+
+def ns_roth_lazy4_steps(D, opt, x_real, x_fake):
+    """Four D steps, the penalty on the first only with weight x4 (lazy regularization, k = 4)."""
+    ns_roth_fastreg_step(D, opt, x_real, x_fake, weight_scale=4.0)
+    for _ in range(3):
+        ns_step(D, opt, x_real, x_fake)
+
+
+def wgan_gp_fastreg_step(D, opt, x_real, x_fake):
+    loss = losses.d_loss("wgan-gp", D(x_real), D(x_fake))
+    step(opt, loss + 10.0 * regularizers.gradient_penalty(D, x_real, x_fake))
+
+
+def wgan_gp_anchor_step(D, opt, x_real, x_fake):
+    loss = D(x_fake).mean() - D(x_real).mean()
+    eps = torch.rand(x_real.shape[0], 1, 1, 1, device=x_real.device)
+    x_hat = (eps * x_real + (1 - eps) * x_fake).requires_grad_()
+    (g,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
+    step(opt, loss + 10.0 * ((g.flatten(1).norm(dim=1) - 1) ** 2).mean())
+
+
+D_STEPS = {
+    "ns": (ns_step, 1), "ns_roth_fastreg": (ns_roth_fastreg_step, 1), "ns_roth_anchor": (ns_roth_anchor_step, 1),
+    "ns_roth_lazy4": (ns_roth_lazy4_steps, 4), "wgan_gp_fastreg": (wgan_gp_fastreg_step, 1),
+    "wgan_gp_anchor": (wgan_gp_anchor_step, 1),
+}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("impl", list(D_STEPS))
+def test_d_step(benchmark, impl, device):
+    fn, steps_per_call = D_STEPS[impl]
+    benchmark.group = f"D step dcgan{RESOLUTION} batch{BATCH} {device}"
+    benchmark.extra_info.update(impl=impl, baseline="ns", device=device, steps_per_call=steps_per_call)
+    D, opt = make_d(device)
+    x_real, x_fake = batches(device)
+    for _ in range(2):
+        fn(D, opt, x_real, x_fake)
+    benchmark.pedantic(synchronized(lambda: fn(D, opt, x_real, x_fake), device), rounds=8, warmup_rounds=1)
+
+
+ITERATION_VARIANTS = {
+    "ns": {"variant": "ns"}, "ns_roth": {"variant": "ns", "reg": "roth", "gamma": 2.0, "gamma_anneal": 0.01},
+    "ns_roth_lazy4": {"variant": "ns", "reg": "roth", "reg_every": 4}, "wgan_gp": {"variant": "wgan-gp"},
+    "lsgan": {"variant": "lsgan"}, "ns_r1": {"variant": "ns", "reg": "r1"},
+    "ns_noise": {"variant": "ns", "noise": 0.1},
+}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("impl", list(ITERATION_VARIANTS))
+def test_full_iteration(benchmark, impl, device, tmp_path):
+    benchmark.group = f"iteration (D and G) dcgan{RESOLUTION} batch{BATCH} {device}"
+    benchmark.extra_info.update(impl=impl, baseline="ns", device=device)
+    config = TrainConfig(data="digits", resolution=RESOLUTION, width=WIDTH, batch_size=BATCH, d_batchnorm=False,
+                         device=device, out=str(tmp_path / impl), **ITERATION_VARIANTS[impl])
+    trainer = Trainer(config)
+    for _ in range(2):
+        trainer.iteration()
+    benchmark.pedantic(synchronized(trainer.iteration, device), rounds=5, warmup_rounds=1)
