@@ -15,6 +15,8 @@ from fastreg.train.checkpoint import (DamagedCheckpointError, UnsafeCheckpointEr
 from fastreg.train.config import TrainConfig
 from fastreg.train.trainer import load_latest_state, resume, train
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = dict(data="ring8", model="mlp", z_dim=4, batch_size=8, log_every=5, sample_every=1000, ema=0.9)
 

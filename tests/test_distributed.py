@@ -19,6 +19,8 @@ from fastreg.train.checkpoint import list_checkpoints, load_checkpoint
 from fastreg.train.config import TrainConfig
 from fastreg.train.trainer import Trainer
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "distributed_worker.py")
 TIMEOUT = 240  # seconds for a whole group of processes; the 2-core CI machine is slow, not stuck

@@ -12,12 +12,14 @@ from fastreg.train import build
 from fastreg.train.config import ConfigError, TrainConfig
 from fastreg.train.trainer import train
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "fastreg", *args], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": ROOT})
+                          env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"})
 
 
 def test_missing_data_path_exits_2_naming_it(tmp_path):

@@ -17,6 +17,8 @@ from fastreg.train.metrics_log import read_metrics
 from fastreg.train.nonfinite import NonFiniteError, NonFiniteGuard
 from fastreg.train.trainer import Trainer, train
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = dict(data="ring8", model="mlp", z_dim=4, batch_size=8, ema=0.9, sample_every=1000)
 
@@ -98,7 +100,7 @@ def test_huge_learning_rate_stop_exits_non_zero_naming_the_tensor(tmp_path):
     train(TrainConfig(**TOY, variant="lsgan", steps=4, checkpoint_every=2, out=str(out)))
     result = subprocess.run([sys.executable, "-m", "fastreg", "train", "--resume", str(out), "--steps", "10",
                              "--lr-d", "1e20"],
-                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 3, result.stderr
     assert "Traceback" not in result.stderr
     assert "stopped (--on-nonfinite stop): non-finite g_loss = inf at step 4" in result.stderr

@@ -8,6 +8,8 @@ from fastreg.train.config import TrainConfig
 from fastreg.train.metrics_log import read_metrics
 from fastreg.train.trainer import Trainer, resume, train
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TOY = dict(data="ring8", model="mlp", z_dim=4, batch_size=8)
 DIGITS = dict(data="digits", resolution=8, width=8, z_dim=8)
 # name: (config fields, steps, crash before step crash + 1; checkpoints every `crash` steps)
