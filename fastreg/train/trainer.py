@@ -477,19 +477,19 @@ def load_latest_state(run_dir: str) -> dict:
     paths = list_checkpoints(run_dir)
     if not paths:
         raise FileNotFoundError(f"resume: no checkpoint in {os.path.join(run_dir, 'checkpoints')}")
-    for path in reversed(paths):
+    for path in reversed(paths[1:]):
         try:
-            state = load_checkpoint(path)
+            return _training_state(path)
         except DamagedCheckpointError as exc:
-            if path == paths[0]:
-                raise
             warnings.warn(f"{exc}; trying the one before it", stacklevel=2)
-            continue
-        if not {"step", "config"} <= set(state):
-            raise DamagedCheckpointError(f"checkpoint {path} is not a fastreg training checkpoint "
-                                         f"(no step or config)")
-        return state
-    raise AssertionError("unreachable")
+    return _training_state(paths[0])
+
+
+def _training_state(path: str) -> dict:
+    state = load_checkpoint(path)
+    if not {"step", "config"} <= set(state):
+        raise DamagedCheckpointError(f"checkpoint {path} is not a fastreg training checkpoint (no step or config)")
+    return state
 
 
 # --- helpers ------------------------------------------------------------------------------------
