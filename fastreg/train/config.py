@@ -61,7 +61,7 @@ class TrainConfig:
     d_batchnorm: bool | None = field(default=None, metadata={
         "help": "BatchNorm in D (default: on without a gradient penalty, off with one)"})
     z_dim: int = field(default=100, metadata={"help": "latent dimension"})
-    batch_size: int = field(default=64, metadata={"help": "samples per D and G step"})
+    batch_size: int = field(default=64, metadata={"help": "samples per D and G step (per process under torchrun)"})
     steps: int = field(default=3000, metadata={"help": "generator steps"})
     n_critic: int | None = field(default=None, metadata={"help": "D steps per G step (variant default)"})
     optimizer: str | None = field(default=None, metadata={"help": "adam or rmsprop (variant default)"})
@@ -82,8 +82,8 @@ class TrainConfig:
         "help": "a NaN/inf loss, penalty, batch or gradient: stop (keep the last good checkpoint, write "
                 "nonfinite_step_N.json, exit 3) or skip (drop that update, count it in the metrics)"})
     nonfinite_check_every: int | None = field(default=None, metadata={
-        "help": "on CUDA, read the stop policy's device flags every N steps and before each checkpoint "
-                "(default: log_every); CPU runs check every update"})
+        "help": "CUDA runs: read the stop policy's device flags every N steps and before each checkpoint "
+                "(unset: every log_every steps); CPU runs check every update"})
     sync_batchnorm: bool = field(default=False, metadata={
         "help": "under torchrun: BatchNorm statistics over the global batch (otherwise per process, with "
                 "rank 0's running statistics broadcast every step)"})
