@@ -3,6 +3,9 @@
     fastreg train --variant ns --reg roth --gamma 2.0 --gamma-anneal 0.01 --data digits --steps 3000 --out runs/x
     fastreg train --config run.yaml --steps 100     # YAML, then flags on top
     fastreg train --resume runs/x                   # continue a run from its last checkpoint
+    torchrun --nproc_per_node=2 -m fastreg train ... # data-parallel on 2 processes (gloo on CPU, NCCL on GPU)
+
+Exit status: 0 done, 2 bad input (config, data, paths, checkpoint), 3 stopped on a non-finite value.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import sys
 import time
 import typing
 
+from .train.checkpoint import CheckpointError
 from .train.config import ConfigError, TrainConfig, from_dict, load_yaml, to_dict
+from .train.nonfinite import NonFiniteError
 
 
 def _flag(name: str) -> str:
@@ -83,6 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"fastreg {args.command}: invalid config: {exc}", file=sys.stderr)
         return 2
+    except (FileNotFoundError, CheckpointError) as exc:  # a missing --config/--resume path, an unusable checkpoint
+        print(f"fastreg {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except NonFiniteError as exc:
+        print(f"fastreg {args.command}: stopped (--on-nonfinite stop): {exc}. Diagnostics: {exc.diagnostics}. "
+              f"Last good checkpoint: {exc.checkpoint or 'none written yet'}", file=sys.stderr)
+        return 3
     return 0
 
 

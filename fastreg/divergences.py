@@ -42,6 +42,12 @@ class Divergence:
     weight_curvature: Fn  # w_f''(v), used by the double backward of the fused op
 
 
+def _sigmoid(v: torch.Tensor) -> torch.Tensor:
+    """sigma(v) as exp(-softplus(-v)): autograd's derivatives then keep the saturated tail
+    (torch.sigmoid's, sigma (1 - sigma), cancels to 0 for large v)."""
+    return torch.exp(-F.softplus(-v))
+
+
 def _sigmoid_slope(v: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(v) * torch.sigmoid(-v)
 
@@ -74,9 +80,9 @@ DIVERGENCES: dict[str, Divergence] = {
     "squared_hellinger": Divergence("squared_hellinger", lambda v: 1 - torch.exp(-v), lambda v: torch.exp(v) - 1,
                                     lambda v: 2 * torch.exp(v), lambda v: 2 * torch.exp(v),
                                     lambda v: 2 * torch.exp(v)),
-    "js": Divergence("js", lambda v: LOG2 - F.softplus(-v), lambda v: F.softplus(v) - LOG2, torch.sigmoid,
+    "js": Divergence("js", lambda v: LOG2 - F.softplus(-v), lambda v: F.softplus(v) - LOG2, _sigmoid,
                      _sigmoid_slope, _sigmoid_curvature),
-    "gan": Divergence("gan", lambda v: -F.softplus(-v), F.softplus, torch.sigmoid, _sigmoid_slope,
+    "gan": Divergence("gan", lambda v: -F.softplus(-v), F.softplus, _sigmoid, _sigmoid_slope,
                       _sigmoid_curvature),
 }
 

@@ -286,42 +286,59 @@ def _setup_grad_penalty_backward(ctx, inputs, output):
 
 
 def _norm_terms(sum_sq: torch.Tensor, norm: str, target: float):
-    """Per row (h(n), a = h'(n)/n, (da/dn)/n) from sum_sq = n^2, as differentiable tensors.
+    """Per row (h(n), a = h'(n)/n, (da/dn)/n, flat, uncurved) from sum_sq = n^2.
 
-    At n = 0 the gp forms take a = da/dn = 0 (the subgradient the kernels use);
-    the masks keep inf/NaN out of every derivative there.
+    The first three are differentiable tensors. At n = 0 the gp forms take a = da/dn = 0 (the
+    subgradient the kernels use); the masks keep inf/NaN out of every derivative there. ``flat``
+    marks the rows where h is locally constant in g (the gp forms at n = 0, the one-sided form at or
+    below its target), ``uncurved`` those where da/dn vanishes identically (always for sq): the
+    terms these zeros multiply are exactly 0, as the kernels' (``csrc/common/penalty_backward.h``).
     """
     zeros = torch.zeros_like(sum_sq)
     if norm == "sq":
-        return sum_sq, zeros + 2, zeros
-    nonzero = sum_sq > 0
+        never = torch.zeros_like(sum_sq, dtype=torch.bool)
+        return sum_sq, zeros + 2, zeros, never, ~never
+    nonzero = sum_sq != 0  # NaN counts as nonzero: it propagates
     root = torch.sqrt(torch.where(nonzero, sum_sq, torch.ones_like(sum_sq)))  # n, or 1 where n = 0
     excess = torch.where(nonzero, root, zeros) - target
     if norm == "gp_one_sided":
+        flat = ~nonzero | (excess <= 0)
         excess = torch.nn.functional.relu(excess)
-        curved = nonzero & (excess > 0)
+        curved = ~flat
     else:
+        flat = ~nonzero
         curved = nonzero
     a = torch.where(nonzero, 2 * excess / root, zeros)
     a_over_n = torch.where(curved, 2 * target / (root * root * root), zeros)
-    return excess * excess, a, a_over_n
+    return excess * excess, a, a_over_n, flat, ~curved
 
 
 def _weight_terms(logits, weight: str, num_real: int, rows: int, like: torch.Tensor):
-    """(w, w', w'') per row as differentiable tensors."""
+    """(w, w', w'', constant) per row: differentiable tensors, and whether w does not depend on v."""
     kind, div = parse_weight(weight)
     if kind == "one":
         ones = like.new_ones(rows)
-        return ones, ones * 0, ones * 0
+        return ones, ones * 0, ones * 0, True
     if kind == "f":
         d = get_divergence(div)
-        return d.weight(logits), d.weight_slope(logits), d.weight_curvature(logits)
+        constant = div in CONSTANT_WEIGHT_DIVERGENCES
+        return d.weight(logits), d.weight_slope(logits), d.weight_curvature(logits), constant
     s, c = torch.sigmoid(logits), torch.sigmoid(-logits)
     is_real = torch.arange(rows, device=logits.device) < num_real
     w = torch.where(is_real, c * c, s * s)
     dw = torch.where(is_real, -2 * s * c * c, 2 * s * s * c)
     d2w = torch.where(is_real, -2 * s * c * c * (1 - 3 * s), 2 * s * s * c * (2 - 3 * s))
-    return w, dw, d2w
+    return w, dw, d2w, False
+
+
+CONSTANT_WEIGHT_DIVERGENCES = ("reverse_kl", "pearson")  # w_f(v) = 1 and 1/2: w' = w'' = 0 identically
+
+
+def _unless(zero, x: torch.Tensor) -> torch.Tensor:
+    """x, with exact zeros where ``zero`` (a bool, or a mask broadcastable to x) holds."""
+    if isinstance(zero, bool):
+        return torch.zeros_like(x) if zero else x
+    return torch.where(zero, torch.zeros_like(x), x)
 
 
 def _grad_penalty_backward_vjp(ctx, grad_grad_cot, grad_logits_cot):
@@ -334,22 +351,28 @@ def _grad_penalty_backward_vjp(ctx, grad_grad_cot, grad_logits_cot):
     - :math:`\partial/\partial \bar y = \frac1B\sum_i (w_i a_i P_i + w'_i h_i V_i)`
     - :math:`\partial/\partial g_i = c\,w_i a_i G_i + c\,(w_i \tfrac{a'_i}{n_i} P_i + w'_i a_i V_i)\,g_i`
     - :math:`\partial/\partial v_i = c\,(w'_i a_i P_i + w''_i h_i V_i)`.
+
+    A term with a factor that vanishes identically (a where h is flat, a' where it is uncurved,
+    w' and w'' for constant weights) is exactly 0, even where its other factors are inf or NaN.
     """
     grad_value, grad, logits = ctx.saved_tensors
     weight, num_real, norm, target = ctx.penalty_args
     rows = grad.shape[0]
     g = grad.reshape(rows, -1)
     sum_sq = (g * g).sum(dim=1)
-    h, a, a_over_n = _norm_terms(sum_sq, norm, target)
-    w, dw, d2w = _weight_terms(logits, weight, num_real, rows, g)
+    h, a, a_over_n, flat, uncurved = _norm_terms(sum_sq, norm, target)
+    w, dw, d2w, constant = _weight_terms(logits, weight, num_real, rows, g)
     c = grad_value.reshape(()) / rows
     G = grad_grad_cot.reshape(rows, -1) if grad_grad_cot is not None else torch.zeros_like(g)
     V = grad_logits_cot if grad_logits_cot is not None and logits is not None else torch.zeros_like(sum_sq)
     P = (g * G).sum(dim=1)
-    d_value = ((w * a * P + dw * h * V).sum() / rows).reshape(grad_value.shape)
-    row_scale = c * (w * a_over_n * P + dw * a * V)
-    d_grad = (c * (w * a)[:, None] * G + row_scale[:, None] * g).reshape(grad.shape)
-    d_logits = c * (dw * a * P + d2w * h * V) if logits is not None else None
+    d_value = ((_unless(flat, w * a * P) + _unless(constant, dw * h * V)).sum() / rows).reshape(grad_value.shape)
+    d_grad = (_unless(flat[:, None], (c * w * a)[:, None] * G)
+              + _unless(uncurved[:, None], (c * w * a_over_n * P)[:, None] * g)
+              + _unless(flat[:, None] | constant, (c * dw * a * V)[:, None] * g)).reshape(grad.shape)
+    d_logits = None
+    if logits is not None:
+        d_logits = c * (_unless(flat | constant, dw * a * P) + _unless(constant, d2w * h * V))
     needs = ctx.needs_input_grad
     return (d_value if needs[0] else None, d_grad if needs[1] else None,
             d_logits if needs[2] else None, None, None, None, None, None)

@@ -27,7 +27,9 @@ def row_weights(logits: torch.Tensor | None, weight: str, num_real: int, rows: i
         return torch.ones(rows, dtype=like.dtype, device=like.device)
     if kind == "roth_js":
         is_real = torch.arange(rows, device=logits.device) < num_real
-        return torch.where(is_real, torch.sigmoid(-logits) ** 2, torch.sigmoid(logits) ** 2)
+        # sigma(-+v)^2 as exp(-2 softplus(+-v)): the same values, and autograd's first and second
+        # derivatives keep the saturated tail (sigma (1 - sigma) would cancel to 0 for large |v|).
+        return torch.where(is_real, torch.exp(-2 * F.softplus(logits)), torch.exp(-2 * F.softplus(-logits)))
     return get_divergence(div).weight(logits)
 
 
@@ -36,7 +38,8 @@ def grad_penalty(grad: torch.Tensor, logits: torch.Tensor | None = None, *, weig
     """(1/B) sum_i w_i h(||g_i||) in plain PyTorch.
 
     h(n) = n^2 (``"sq"``), (n - target)^2 (``"gp"``, Gulrajani et al. 2017) or
-    max(0, n - target)^2 (``"gp_one_sided"``).
+    max(0, n - target)^2 (``"gp_one_sided"``), with n = sqrt(sum of squares). At n = 0 every
+    derivative through n is 0 (the subgradient convention of DESIGN.md section 8, to all orders).
     """
     compute_dtype = torch.float32 if grad.dtype in (torch.float16, torch.bfloat16) else grad.dtype
     g = grad.reshape(grad.shape[0], -1).to(compute_dtype)
@@ -44,12 +47,23 @@ def grad_penalty(grad: torch.Tensor, logits: torch.Tensor | None = None, *, weig
     if norm == "sq":
         h = (g * g).sum(dim=1)
     else:
-        excess = torch.linalg.vector_norm(g, dim=1) - target
+        excess = _norm_with_zero_subgradient((g * g).sum(dim=1)) - target
         if norm == "gp_one_sided":
             excess = F.relu(excess)
         h = excess * excess
     w = row_weights(v, weight, num_real, g.shape[0], g)
     return (w * h).mean().to(grad.dtype)
+
+
+def _norm_with_zero_subgradient(sum_sq: torch.Tensor) -> torch.Tensor:
+    """sqrt(sum_sq), differentiable to any order with all derivatives 0 where sum_sq = 0.
+
+    (torch.linalg.vector_norm picks 0 for the first derivative at 0 but its second is NaN; the
+    double ``where`` keeps the undefined branch out of every order.)
+    """
+    nonzero = sum_sq != 0  # NaN passes through
+    root = torch.sqrt(torch.where(nonzero, sum_sq, torch.ones_like(sum_sq)))
+    return torch.where(nonzero, root, torch.zeros_like(sum_sq))
 
 
 def _per_row(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

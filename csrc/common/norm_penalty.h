@@ -35,6 +35,16 @@ FASTREG_HD T norm_penalty(NormKind kind, T sum_sq, T target) {
   return d * d;
 }
 
+// True where h is flat in g: the gp forms at n = 0 (the subgradient convention above) and the
+// one-sided form at or below its target. There d/dg of anything times h is exactly 0.
+template <typename T>
+FASTREG_HD bool norm_penalty_is_flat(NormKind kind, T sum_sq, T target) {
+  if (kind == NormKind::kSquared) {
+    return false;
+  }
+  return sum_sq == T(0) || (kind == NormKind::kGPOneSided && fr_sqrt(sum_sq) - target <= T(0));
+}
+
 // h'(n)/n from the squared norm s = n^2; 0 at n = 0 for the gp forms.
 template <typename T>
 FASTREG_HD T norm_penalty_slope_over_norm(NormKind kind, T sum_sq, T target) {

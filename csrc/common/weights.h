@@ -44,6 +44,11 @@ FASTREG_HD bool weight_needs_logits(WeightKind kind) {
   return kind != WeightKind::kOne;
 }
 
+// True when w(v) is a constant, so w'(v) is identically 0 (not just 0 at this v).
+FASTREG_HD bool weight_is_constant(WeightKind kind) {
+  return kind == WeightKind::kOne || kind == WeightKind::kReverseKL || kind == WeightKind::kPearson;
+}
+
 template <typename T>
 struct WeightAndSlope {
   T w;   // w(v)

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "../common/grad_penalty_args.h"
+#include "../common/penalty_backward.h"
 #include "../grad_penalty.h"
 
 namespace fastreg {
@@ -121,10 +122,11 @@ void backward_kernel(const GradPenaltyArgs& a, double grad_value, const scalar_t
       const acc_t sum_sq = norms[i] * norms[i];
       const acc_t vi = v ? static_cast<acc_t>(v[i]) : acc_t(0);
       const WeightAndSlope<acc_t> ws = weight_and_slope<acc_t>(a.weight, vi, i < a.num_real);
-      const acc_t row_scale = scale * ws.w * norm_penalty_slope_over_norm<acc_t>(a.norm, sum_sq, target);
+      const acc_t row_scale = grad_row_scale<acc_t>(a.norm, scale, ws.w, sum_sq, target);
       scale_row(g + i * a.row_len, row_scale, a.row_len, d_g + i * a.row_len);
       if (d_v) {
-        d_v[i] = static_cast<scalar_t>(scale * ws.dw * norm_penalty<acc_t>(a.norm, sum_sq, target));
+        d_v[i] = static_cast<scalar_t>(
+            logit_grad<acc_t>(a.weight, scale, ws.dw, norm_penalty<acc_t>(a.norm, sum_sq, target)));
       }
     }
   });

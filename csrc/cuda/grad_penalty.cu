@@ -20,6 +20,7 @@
 #include <limits>
 
 #include "../common/grad_penalty_args.h"
+#include "../common/penalty_backward.h"
 
 namespace fastreg {
 namespace {
@@ -109,8 +110,11 @@ __global__ void row_coefficients_kernel(const scalar_t* __restrict__ grad_value,
   const acc_t target = static_cast<acc_t>(a.target);
   const acc_t vi = v ? static_cast<acc_t>(v[i]) : acc_t(0);
   const WeightAndSlope<acc_t> ws = weight_and_slope<acc_t>(a.weight, vi, i < a.num_real);
-  coef[i] = scale * ws.w * norm_penalty_slope_over_norm<acc_t>(a.norm, sum_sq, target);
-  if (d_v) d_v[i] = static_cast<scalar_t>(scale * ws.dw * norm_penalty<acc_t>(a.norm, sum_sq, target));
+  coef[i] = grad_row_scale<acc_t>(a.norm, scale, ws.w, sum_sq, target);
+  if (d_v) {
+    d_v[i] = static_cast<scalar_t>(
+        logit_grad<acc_t>(a.weight, scale, ws.dw, norm_penalty<acc_t>(a.norm, sum_sq, target)));
+  }
 }
 
 template <typename scalar_t, typename acc_t>

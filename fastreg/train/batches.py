@@ -1,8 +1,10 @@
-"""An endless, seeded, resumable stream of real batches for the trainer."""
+"""An endless, seeded, resumable stream of real batches for the trainer, sharded across ranks."""
 
 from __future__ import annotations
 
 import torch
+
+from .config import ConfigError
 
 
 class BatchStream:
@@ -12,15 +14,28 @@ class BatchStream:
     in-memory image datasets (``.images`` tensor) and on any indexable dataset
     yielding ``(image, label)``. ``state_dict`` records the epoch's shuffle seed
     state and the position in it, so a resumed run sees the same batches.
+
+    Under data-parallel training (``world_size`` processes) every rank holds the same
+    stream of global batches of ``world_size * batch_size`` samples and takes its own
+    slice, rows ``[rank * batch_size, (rank + 1) * batch_size)``: the ranks' batches are
+    disjoint, and together they are the batch one process with ``world_size * batch_size``
+    would draw. The position is the same on every rank, so one rank's state resumes all.
     """
 
-    def __init__(self, dataset, batch_size: int, seed: int, device: torch.device, dtype: torch.dtype):
+    def __init__(self, dataset, batch_size: int, seed: int, device: torch.device, dtype: torch.dtype,
+                 rank: int = 0, world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"BatchStream: rank must lie in [0, world_size) = [0, {world_size}), got {rank}")
         self.dataset, self.batch_size, self.device, self.dtype = dataset, batch_size, device, dtype
+        self.rank, self.world_size = rank, world_size
+        self.global_batch = batch_size * world_size
         self.is_toy = hasattr(dataset, "sample")
         self._generator = torch.Generator().manual_seed(seed)
         if not self.is_toy:
-            if len(dataset) < batch_size:
-                raise ValueError(f"batch_size: {batch_size} exceeds the dataset's {len(dataset)} samples")
+            if len(dataset) < self.global_batch:
+                per_rank = f" ({world_size} processes x {batch_size})" if world_size > 1 else ""
+                raise ConfigError(f"batch_size: {self.global_batch}{per_rank} exceeds the dataset's "
+                                  f"{len(dataset)} samples")
             self._new_epoch()
 
     def _new_epoch(self) -> None:
@@ -28,14 +43,17 @@ class BatchStream:
         self._order = torch.randperm(len(self.dataset), generator=self._generator)
         self._position = 0
 
+    def _shard(self) -> slice:
+        return slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+
     def next(self) -> torch.Tensor:
         if self.is_toy:
-            batch = self.dataset.sample(self.batch_size)
+            batch = self.dataset.sample(self.global_batch)[self._shard()]
         else:
-            if self._position + self.batch_size > len(self._order):
+            if self._position + self.global_batch > len(self._order):
                 self._new_epoch()
-            index = self._order[self._position:self._position + self.batch_size]
-            self._position += self.batch_size
+            index = self._order[self._position:self._position + self.global_batch][self._shard()]
+            self._position += self.global_batch
             batch = self._gather(index)
         return batch.to(device=self.device, dtype=self.dtype, non_blocking=True)
 

@@ -6,21 +6,37 @@ import torch
 import torch.nn as nn
 
 from .. import data, models, schedules
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
+from .distributed import World
 
 TOY_Z_DIM = 16  # latent size of the toy MLP generator (Roth et al.'s toy experiments use a small z)
 
 
-def device_of(config: TrainConfig) -> torch.device:
-    if config.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(config.device)
+def device_of(config: TrainConfig, world: World | None = None) -> torch.device:
+    """The config's device; under torchrun each process takes ``cuda:LOCAL_RANK`` for auto/cuda."""
+    name = config.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if world is not None and world.distributed and name.startswith("cuda"):
+        if name != "cuda":
+            raise ConfigError(f"device: under torchrun each process uses cuda:LOCAL_RANK; pass cuda or auto, "
+                              f"not {config.device!r}")
+        return torch.device("cuda", world.local_rank)
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"device: {config.device!r} is not a device ({exc})") from None
 
 
 def dataset_of(config: TrainConfig):
+    """The config's dataset; a missing dataset raises ConfigError naming data_root and where it looked."""
     if config.data in data.TOY:
         return data.get_dataset(config.data, seed=config.seed)
-    return data.get_dataset(config.data, resolution=config.resolution, root=config.data_root)
+    try:
+        return data.get_dataset(config.data, resolution=config.resolution, root=config.data_root)
+    except data.DatasetNotFoundError as exc:
+        raise ConfigError(f"data_root: no {config.data!r} data at {config.data_root or data.vision.default_root()}: "
+                          f"{exc}") from None
 
 
 def sample_shape(dataset) -> tuple[int, ...]:
@@ -35,12 +51,15 @@ def networks(config: TrainConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn
     """(G, D) for the config's model family and the data's sample shape."""
     if config.model == "mlp":
         if len(shape) != 1:
-            raise ValueError(f"model: 'mlp' is for toy data; {config.data!r} gives samples of shape {shape}")
+            raise ConfigError(f"model: 'mlp' is for toy data; {config.data!r} gives samples of shape {shape}")
         return (models.MLPGenerator(z_dim=config.z_dim, out_dim=shape[0]),
                 models.MLPDiscriminator(in_dim=shape[0]))
     if len(shape) != 3:
-        raise ValueError(f"model: {config.model!r} needs image data; {config.data!r} gives samples of shape {shape}")
+        raise ConfigError(f"model: {config.model!r} needs image data; {config.data!r} gives samples of shape {shape}")
     channels, resolution = shape[0], shape[-1]
+    if shape[1] != shape[2] or resolution not in models.RESOLUTIONS:
+        raise ConfigError(f"resolution: data {config.data!r} gives {shape[1]}x{shape[2]} images; the {config.model} "
+                          f"models take square images of side {', '.join(map(str, models.RESOLUTIONS))}")
     if config.model == "dcgan":
         return (models.DCGANGenerator(z_dim=config.z_dim, width=config.width, resolution=resolution,
                                       channels=channels),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -15,6 +16,7 @@ REGULARIZERS = ("none", "roth", "gp", "gp1", "r1", "r2")
 MODELS = ("dcgan", "resnet", "mlp")
 AMP_MODES = ("none", "bf16", "fp16")
 NOISE_SCHEDULES = ("constant", "linear", "exponential")
+NONFINITE_POLICIES = ("stop", "skip")
 ROTH_VARIANTS = ("gan", "ns", "bgan")  # plus every fgan:<div>
 LENS_VARIANTS = ("gan", "ns", "lsgan", "wgan-gp")  # DESIGN section 5 defines the lens loss for these
 
@@ -59,7 +61,7 @@ class TrainConfig:
     d_batchnorm: bool | None = field(default=None, metadata={
         "help": "BatchNorm in D (default: on without a gradient penalty, off with one)"})
     z_dim: int = field(default=100, metadata={"help": "latent dimension"})
-    batch_size: int = field(default=64, metadata={"help": "samples per D and G step"})
+    batch_size: int = field(default=64, metadata={"help": "samples per D and G step (per process under torchrun)"})
     steps: int = field(default=3000, metadata={"help": "generator steps"})
     n_critic: int | None = field(default=None, metadata={"help": "D steps per G step (variant default)"})
     optimizer: str | None = field(default=None, metadata={"help": "adam or rmsprop (variant default)"})
@@ -76,6 +78,15 @@ class TrainConfig:
     sample_every: int = field(default=500, metadata={"help": "sample grid every N steps"})
     checkpoint_every: int = field(default=1000, metadata={"help": "checkpoint every N steps"})
     keep_checkpoints: int = field(default=3, metadata={"help": "checkpoints kept"})
+    on_nonfinite: str = field(default="stop", metadata={
+        "help": "a NaN/inf loss, penalty, batch or gradient: stop (keep the last good checkpoint, write "
+                "nonfinite_step_N.json, exit 3) or skip (drop that update, count it in the metrics)"})
+    nonfinite_check_every: int | None = field(default=None, metadata={
+        "help": "CUDA runs: read the stop policy's device flags every N steps and before each checkpoint "
+                "(unset: every log_every steps); CPU runs check every update"})
+    sync_batchnorm: bool = field(default=False, metadata={
+        "help": "under torchrun: BatchNorm statistics over the global batch (otherwise per process, with "
+                "rank 0's running statistics broadcast every step)"})
 
     # --- derived values -------------------------------------------------------------------------
 
@@ -111,6 +122,7 @@ class TrainConfig:
         _check_choice("model", self.model, MODELS)
         _check_choice("amp", self.amp, AMP_MODES)
         _check_choice("noise_schedule", self.noise_schedule, NOISE_SCHEDULES)
+        _check_choice("on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
         if self.optimizer is not None:
             _check_choice("optimizer", self.optimizer, ("adam", "rmsprop"))
         if self.reg == "roth" and not (self.variant in ROTH_VARIANTS or self.variant.startswith("fgan:")):
@@ -141,6 +153,8 @@ class TrainConfig:
             _check_positive_int(name, getattr(self, name))
         if self.n_critic is not None:
             _check_positive_int("n_critic", self.n_critic)
+        if self.nonfinite_check_every is not None:
+            _check_positive_int("nonfinite_check_every", self.nonfinite_check_every)
         if not 0 <= self.ema < 1:
             raise ConfigError(f"ema: decay must lie in [0, 1), got {self.ema}")
         if self.betas is not None and (len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas)):
@@ -197,8 +211,13 @@ def save_yaml(config: TrainConfig, path: str) -> None:
 def load_yaml(path: str) -> TrainConfig:
     import yaml
 
+    if not os.path.isfile(path):
+        raise ConfigError(f"config: no such file {path}")
     with open(path) as f:
-        data = yaml.safe_load(f) or {}
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config: {path} is not valid YAML ({exc})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config: {path} must hold a mapping of field: value")
     return from_dict(data)

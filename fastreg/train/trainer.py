@@ -7,27 +7,35 @@ Tempered lens update when enabled. Randomness is drawn in a fixed order from
 the global torch generator (latents, noise, interpolation weights) and from the
 batch stream's own generator (real data), so a run is reproducible from its
 seed and resumable from a checkpoint.
+
+Under ``torchrun`` (see :mod:`fastreg.train.distributed`) every process runs this loop on its own
+shard of the data; gradients are averaged across processes after each backward, metrics are
+averaged before they are logged, and only rank 0 writes files. Every update is watched for
+non-finite values (:mod:`fastreg.train.nonfinite`, ``on_nonfinite`` stop or skip).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import math
 import os
 import random
 import time
+import warnings
 from dataclasses import replace
 
 import numpy as np
 import torch
 
 from .. import losses, models, regularizers, schedules
-from . import build
+from . import build, distributed
 from .batches import BatchStream
-from .checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from .checkpoint import DamagedCheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, from_dict, save_yaml, to_dict
-from .metrics_log import MetricsLog
+from .metrics_log import MetricsLog, _jsonable
+from .nonfinite import NonFiniteError, NonFiniteGuard
 from .samples import save_sample_grid, save_scatter
 
 SAMPLE_COUNT = 64
@@ -51,13 +59,17 @@ class Trainer:
 
     def __init__(self, config: TrainConfig):
         self.config = c = config.validate()
+        self.world = distributed.current()
         seed_everything(c.seed)
-        self.device = build.device_of(c)
+        self.device = build.device_of(c, self.world)
         self.dtype = torch.float64 if c.dtype == "float64" else torch.float32
         dataset = build.dataset_of(c)
         self.shape = build.sample_shape(dataset)
-        self.real = BatchStream(dataset, c.batch_size, c.seed, self.device, self.dtype)
+        self.real = BatchStream(dataset, c.batch_size, c.seed, self.device, self.dtype,
+                                rank=self.world.rank, world_size=self.world.size)
         self.G, self.D = (m.to(self.device, self.dtype) for m in build.networks(c, self.shape))
+        if c.sync_batchnorm and self.world.distributed:
+            self.G, self.D = distributed.convert_sync_batchnorm(self.G), distributed.convert_sync_batchnorm(self.D)
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False).eval() if c.ema > 0 else None
         self.opt_g = build.optimizer(c, self.G.parameters(), c.resolved("lr_g"))
         self.opt_d = build.optimizer(c, self.D.parameters(), c.resolved("lr_d"))
@@ -82,6 +94,32 @@ class Trainer:
         self.step = 0      # generator steps done
         self.d_steps = 0   # discriminator steps done
         self._last_real = None
+        self.guard = NonFiniteGuard(c.on_nonfinite)
+        self._check_every = c.nonfinite_check_every or (1 if self.device.type == "cpu" else c.log_every)
+        self._updated = self._parameters_by_optimizer()
+        self._join_world()
+
+    def _parameters_by_optimizer(self) -> dict:
+        """id(optimizer) -> (gradient names for the non-finite guard, parameters), in optimizer order."""
+        named = {}
+        for prefix, module in (("G", self.G), ("D", self.D), ("lens", self.lens), ("meta_fake", self.meta_fake),
+                               ("meta_real", self.meta_real)):
+            if module is not None:
+                named.update({id(p): f"grad {prefix}.{name}" for name, p in module.named_parameters()})
+        out = {}
+        for optimizer in (self.opt_g, self.opt_d, self.opt_lens, self.opt_meta):
+            if optimizer is not None:
+                params = [p for group in optimizer.param_groups for p in group["params"]]
+                out[id(optimizer)] = ([named[id(p)] for p in params], params)
+        return out
+
+    def _join_world(self) -> None:
+        """Under torchrun: rank 0's networks everywhere, then each rank's own random stream."""
+        if not self.world.distributed:
+            return
+        for module in (self.G, self.D, self.G_ema, self.lens, self.meta_fake, self.meta_real):
+            self.world.broadcast_module_(module)
+        seed_everything(distributed.rank_seed(self.config.seed, self.world.rank))
 
     # --- one iteration --------------------------------------------------------------------------
 
@@ -104,6 +142,9 @@ class Trainer:
             out["d_grad_norm"] = _grad_norm(self.D)
             out["g_grad_norm"] = _grad_norm(self.G)
         self.step += 1
+        if self.world.distributed and not self.config.sync_batchnorm:
+            for module in (self.G, self.D, self.G_ema):  # BatchNorm running statistics, as DDP does
+                self.world.broadcast_buffers_(module)
         return out
 
     def latent(self, n: int) -> torch.Tensor:
@@ -141,7 +182,10 @@ class Trainer:
             loss = losses.d_loss(self.config.variant, v_real, v_fake, **self.variant_options())
         if penalty is not None:
             loss = loss + self.lazy.weight(self.penalty_weight()) * penalty
-        self.optimize(self.opt_d, loss)
+        watched = {"real_batch": _peak(x_real), "fake_batch": _peak(x_fake), "d_loss": loss}
+        if penalty is not None:
+            watched["penalty"] = penalty
+        self.optimize(self.opt_d, loss, watched)
         if self.config.variant == "wgan":
             regularizers.clip_weights_(self.D)
         self.d_steps += 1
@@ -182,7 +226,7 @@ class Trainer:
         with self.autocast():
             loss = (losses.vral_meta_loss(self.meta_fake, y_fake, c.vral_mu_fake)
                     + losses.vral_meta_loss(self.meta_real, y_real, c.vral_mu_real))
-        self.optimize(self.opt_meta, loss)
+        self.optimize(self.opt_meta, loss, {"meta_loss": loss})
 
     def g_step(self) -> dict:
         self.D.requires_grad_(False)
@@ -193,7 +237,7 @@ class Trainer:
                 if sigma > 0:
                     x_fake = regularizers.instance_noise(x_fake, sigma)
                 loss = losses.g_loss(self.config.variant, self.D(x_fake), **self.variant_options())
-            self.optimize(self.opt_g, loss)
+            self.optimize(self.opt_g, loss, {"g_loss": loss})
         finally:
             self.D.requires_grad_(True)
         if self.G_ema is not None:
@@ -209,50 +253,112 @@ class Trainer:
                 x_lensed = self.lens(x)
                 loss = losses.lens_loss(self.config.variant, self.D(x_lensed), x, x_lensed,
                                         self.lens_lambda(self.step))
-            self.optimize(self.opt_lens, loss)
+            self.optimize(self.opt_lens, loss, {"lens_loss": loss})
         finally:
             self.D.requires_grad_(True)
 
-    def optimize(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    def optimize(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, watched: dict | None = None) -> bool:
+        """zero_grad, backward, average the gradients over the ranks, check them and ``watched``
+        (name -> tensor, e.g. the losses) for NaN/inf, step. False when the update was skipped."""
         optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        grad_names, params = self._updated[id(optimizer)]
+        watched = watched or {"loss": loss}
+        scalars = torch.stack([t.detach().double().reshape(()) for t in watched.values()])
+        scalars = self.world.average_gradients_(params, scalars)
+        names = list(watched)
+        grads = []
+        if not self.scaler.is_enabled():  # fp16: overflowing gradients are GradScaler's to skip
+            named = [(n, p.grad) for n, p in zip(grad_names, params) if p.grad is not None]
+            names += [n for n, _ in named]
+            grads = [g for _, g in named]
+        if not self.guard.check(self.step, names, NonFiniteGuard.watched_values(scalars, grads)):
+            optimizer.zero_grad(set_to_none=True)
+            return False
         self.scaler.step(optimizer)
         self.scaler.update()
+        return True
 
     # --- the run --------------------------------------------------------------------------------
 
     def train(self) -> str:
-        """Train up to config.steps generator steps; returns the run folder."""
-        c = self.config
-        os.makedirs(c.out, exist_ok=True)
-        save_yaml(c, os.path.join(c.out, "config.yaml"))
-        log = MetricsLog(c.out)
+        """Train up to config.steps generator steps; returns the run folder.
+
+        Only rank 0 writes. Raises NonFiniteError under ``on_nonfinite=stop`` after writing the
+        offending step's diagnostics; the newest checkpoint is then the last good one.
+        """
+        c, main = self.config, self.world.is_main
+        if main:
+            os.makedirs(c.out, exist_ok=True)
+            save_yaml(c, os.path.join(c.out, "config.yaml"))
+        log = MetricsLog(c.out) if main else None
         start, window = time.perf_counter(), _Window(self.device)
         from tqdm.auto import tqdm
 
         bar = tqdm(range(self.step, c.steps), initial=self.step, total=c.steps, desc=os.path.basename(c.out),
-                   unit="step", dynamic_ncols=True, disable=None)
+                   unit="step", dynamic_ncols=True, disable=None if main else True)
         try:
             for _ in bar:
                 logging_now = (self.step + 1) % c.log_every == 0 or self.step + 1 == c.steps
                 window.add(self.iteration(record_norms=logging_now))
+                if self.step % self._check_every == 0:
+                    self.guard.flush()
                 if logging_now:
-                    record = self.log_record(window.mean_and_reset(), time.perf_counter() - start)
-                    log.write(record)
-                    bar.set_postfix(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}")
-                if self.step % c.sample_every == 0 or self.step == c.steps:
+                    record = self.log_record(window.mean_and_reset(self.world.mean), time.perf_counter() - start)
+                    if main:
+                        log.write(record)
+                        bar.set_postfix(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}")
+                if main and (self.step % c.sample_every == 0 or self.step == c.steps):
                     self.save_samples()
                 if self.step % c.checkpoint_every == 0 or self.step == c.steps:
-                    save_checkpoint(self.state_dict(), c.out, self.step, c.keep_checkpoints)
+                    self.save_checkpoint()
+        except NonFiniteError as error:
+            if main:
+                self.write_nonfinite_report(error)
+            raise
         finally:
             bar.close()
-            log.close()
+            if log is not None:
+                log.close()
         return c.out
 
     def log_record(self, means: dict, wall_time: float) -> dict:
         return {"step": self.step, **means, "gamma": self.gamma(self.d_steps) if self.reg != "none" else 0.0,
                 "sigma": self.sigma(self.step), "lens_lambda": self.lens_lambda(self.step) if self.lens else 0.0,
-                "d_steps": self.d_steps, "wall_time": wall_time}
+                "d_steps": self.d_steps, "wall_time": wall_time, "nonfinite_skipped": self.guard.skipped,
+                "world_size": self.world.size}
+
+    def save_checkpoint(self) -> str | None:
+        """Check the pending non-finite flags, then write a checkpoint (rank 0); returns its path there."""
+        self.guard.flush()
+        state = self.state_dict()  # every rank: gathers the per-rank random states
+        if not self.world.is_main:
+            return None
+        return save_checkpoint(state, self.config.out, self.step, self.config.keep_checkpoints)
+
+    def write_nonfinite_report(self, error: NonFiniteError) -> str:
+        """``<out>/nonfinite_step_<step>.json``: what was non-finite, every watched value of that update,
+        the schedules, the parameters' largest magnitudes and the last good checkpoint."""
+        c = self.config
+        checkpoints = list_checkpoints(c.out)
+        error.checkpoint = checkpoints[-1] if checkpoints else None
+        report = {
+            "tensor": error.tensor, "step": error.step, "update": error.update,
+            "detected_at_update": error.detected_at, "policy": c.on_nonfinite,
+            "non_finite": [name for name, value in error.values.items() if not math.isfinite(value)],
+            "values": error.values, "d_steps": self.d_steps,
+            "learning_rates": {name: [g["lr"] for g in opt.param_groups] for name, opt in self.modules().items()
+                               if isinstance(opt, torch.optim.Optimizer)},
+            "gamma": self.gamma(self.d_steps) if self.reg != "none" else 0.0, "sigma": self.sigma(self.step),
+            "parameter_peaks": {name: _module_peaks(part) for name, part in self.modules().items()
+                                if isinstance(part, torch.nn.Module)},
+            "last_good_checkpoint": error.checkpoint, "world_size": self.world.size, "config": to_dict(c),
+        }
+        os.makedirs(c.out, exist_ok=True)
+        error.diagnostics = os.path.join(c.out, f"nonfinite_step_{error.step:06d}.json")
+        with open(error.diagnostics, "w") as f:
+            json.dump(_jsonable_tree(report), f, indent=1)
+        return error.diagnostics
 
     def sample(self, z: torch.Tensor | None = None) -> torch.Tensor:
         """Samples of the EMA generator (the plain one when EMA is off) in eval mode."""
@@ -269,7 +375,7 @@ class Trainer:
         samples = self.sample()
         if samples.dim() == 2:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            reference = self.real.dataset.sample(1000) if hasattr(self.real.dataset, "sample") else None
+            reference = _reference_points(self.real.dataset)
             save_scatter(samples.float().cpu(), path, reference=reference)
         else:
             save_sample_grid(samples, path)
@@ -284,34 +390,106 @@ class Trainer:
         return {name: part for name, part in named.items() if part is not None}
 
     def state_dict(self) -> dict:
-        return {
+        """Everything a resume needs. The schedules are functions of (config, step, d_steps); the
+        random states are this rank's (``rng``) and, under torchrun, every rank's (``rng_ranks``).
+        A collective under torchrun: every rank must call it."""
+        rng = _rng_state()
+        state = {
             "step": self.step, "d_steps": self.d_steps, "config": to_dict(self.config),
             **{name: part.state_dict() for name, part in self.modules().items()},
-            "data": self.real.state_dict(), "rng": _rng_state(),
+            "data": self.real.state_dict(), "rng": rng,
+            "nonfinite": self.guard.state_dict(), "sample_shape": list(self.shape), "world_size": self.world.size,
         }
+        if self.world.distributed:
+            state["rng_ranks"] = self.world.gather(rng)
+        return state
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a checkpoint; ConfigError when it does not fit this config's data or networks."""
+        self._check_fits(state)
         for name, part in self.modules().items():
-            part.load_state_dict(state[name])
+            try:
+                part.load_state_dict(state[name])
+            except (KeyError, RuntimeError, ValueError) as exc:
+                raise ConfigError(f"resume: the checkpoint's {name} does not fit the config "
+                                  f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
         self.step, self.d_steps = int(state["step"]), int(state["d_steps"])
         self.real.load_state_dict(state["data"])
-        _set_rng_state(state["rng"])
+        if "nonfinite" in state:
+            self.guard.load_state_dict(state["nonfinite"])
+        self._restore_rng(state)
+        self._apply_config_learning_rates()
+
+    def _apply_config_learning_rates(self) -> None:
+        """The config's learning rates win over the ones saved with the optimizers, so a resume
+        can change them (``--resume RUN --lr-d 1e-4``); unchanged, they are the same numbers."""
+        c = self.config
+        rates = {"opt_g": c.resolved("lr_g"), "opt_d": c.resolved("lr_d"), "opt_lens": c.resolved("lr_d"),
+                 "opt_meta": c.resolved("lr_d")}
+        for name, optimizer in self.modules().items():
+            if name in rates:
+                for group in optimizer.param_groups:
+                    group["lr"] = rates[name]
+
+    def _check_fits(self, state: dict) -> None:
+        saved = state.get("sample_shape")
+        if saved is not None and tuple(saved) != tuple(self.shape):
+            what = "channels" if len(saved) == 3 == len(self.shape) and saved[0] != self.shape[0] else "shape"
+            raise ConfigError(f"data: the checkpoint's networks take samples of shape {tuple(saved)}, but data "
+                              f"{self.config.data!r} gives {tuple(self.shape)} (different {what}); resume with "
+                              f"the run's data, or start a new run")
+
+    def _restore_rng(self, state: dict) -> None:
+        """This rank's saved random state; a resume on another number of processes gives ranks > 0
+        fresh streams (rank 0 continues its own)."""
+        ranks = state.get("rng_ranks")
+        if ranks is not None and len(ranks) == self.world.size:
+            _set_rng_state(ranks[self.world.rank])
+        elif self.world.rank == 0:
+            _set_rng_state(state["rng"])
+        else:
+            seed_everything(distributed.rank_seed(self.config.seed + self.step, self.world.rank))
 
 
 def train(config: TrainConfig) -> str:
-    """Train a new run in config.out (which must not hold one already)."""
+    """Train a new run in config.out (which must not hold one already); joins torchrun's processes."""
     if list_checkpoints(config.out):
         raise ConfigError(f"out: {config.out} already holds a run; resume it with --resume or choose another --out")
-    return Trainer(config).train()
+    with distributed.process_group(config.device):
+        return Trainer(config).train()
 
 
 def resume(run_dir: str, overrides: dict | None = None) -> str:
-    """Continue the run in run_dir from its newest checkpoint (overrides, e.g. steps, applied)."""
-    state = load_checkpoint(latest_checkpoint(run_dir))
+    """Continue the run in run_dir from its newest loadable checkpoint (overrides, e.g. steps, applied)."""
+    state = load_latest_state(run_dir)
     config = replace(from_dict(state["config"]), out=run_dir, **(overrides or {}))
-    trainer = Trainer(config)
-    trainer.load_state_dict(state)
-    return trainer.train()
+    with distributed.process_group(config.device):
+        trainer = Trainer(config)
+        trainer.load_state_dict(state)
+        return trainer.train()
+
+
+def load_latest_state(run_dir: str) -> dict:
+    """The newest checkpoint of run_dir that loads; a damaged one (warned about) falls back to the one
+    before it. An unsafe one (pickled code) is refused outright, with UnsafeCheckpointError."""
+    if not os.path.isdir(run_dir):
+        raise FileNotFoundError(f"resume: run folder {run_dir} does not exist")
+    paths = list_checkpoints(run_dir)
+    if not paths:
+        raise FileNotFoundError(f"resume: no checkpoint in {os.path.join(run_dir, 'checkpoints')}")
+    for path in reversed(paths[1:]):
+        try:
+            return _training_state(path)
+        except DamagedCheckpointError as exc:
+            warnings.warn(f"{exc}; trying the one before it", stacklevel=2)
+    return _training_state(paths[0])
+
+
+def _training_state(path: str) -> dict:
+    state = load_checkpoint(path)
+    if not {"step", "config"} <= set(state):
+        raise DamagedCheckpointError(f"checkpoint {path} is not a fastreg training checkpoint (no step or config)")
+    return state
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -330,9 +508,11 @@ class _Window:
                 self.sums[key] = self.sums.get(key, 0) + value
         self.count += 1
 
-    def mean_and_reset(self) -> dict:
+    def mean_and_reset(self, reduce=None) -> dict:
+        """Means since the last call; ``reduce`` (e.g. the mean over ranks) applies to the stacked values."""
         keys = list(self.sums) + list(self.last)
-        values = torch.stack([*(self.sums[k] / self.count for k in self.sums), *self.last.values()]).tolist()
+        values = torch.stack([*(self.sums[k] / self.count for k in self.sums), *self.last.values()])
+        values = (reduce(values) if reduce is not None else values).tolist()
         self.sums, self.count, self.last = {}, 0, {}
         return dict(zip(keys, values))
 
@@ -342,6 +522,35 @@ def _grad_norm(module: torch.nn.Module) -> torch.Tensor:
     if not grads:
         return torch.zeros(())
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).float()
+
+
+def _peak(x: torch.Tensor) -> torch.Tensor:
+    """max |x| as a detached scalar; NaN when x holds a NaN."""
+    return x.detach().abs().amax()
+
+
+def _module_peaks(module: torch.nn.Module) -> dict:
+    """Largest |entry| of each parameter (NaN or inf when it is non-finite)."""
+    return {name: _peak(p).item() for name, p in module.named_parameters()}
+
+
+def _jsonable_tree(value):
+    """``value`` with non-finite floats as strings (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable_tree(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable_tree(v) for v in value]
+    return _jsonable(value)
+
+
+def _reference_points(dataset, n: int = 1000) -> torch.Tensor | None:
+    """n points of a toy mixture for a scatter plot, drawn without moving the training stream."""
+    if not hasattr(dataset, "sample"):
+        return None
+    state = dataset.state_dict()
+    points = dataset.sample(n)
+    dataset.load_state_dict(state)
+    return points
 
 
 @torch.no_grad()
