@@ -19,3 +19,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip_cuda)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_fastreg_cache(tmp_path_factory):
+    """FASTREG_CACHE points at a fresh folder for the whole session (subprocesses inherit it), so tests
+    never read or write ~/.cache/fastreg; cached FID classifiers are shared between the session's tests."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FASTREG_CACHE", str(tmp_path_factory.mktemp("fastreg_cache")))
+        yield
