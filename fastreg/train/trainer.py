@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import os
 import random
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from .. import losses, models, regularizers, schedules
+from ..metrics.evaluation import Evaluator, describe
 from . import build
 from .batches import BatchStream
 from .checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
@@ -242,6 +244,7 @@ class Trainer:
                     self.save_samples()
                 if self.step % c.checkpoint_every == 0 or self.step == c.steps:
                     save_checkpoint(self.state_dict(), c.out, self.step, c.keep_checkpoints)
+                self.evaluate_if_due(log)
         finally:
             bar.close()
             log.close()
@@ -251,6 +254,26 @@ class Trainer:
         return {"step": self.step, **means, "gamma": self.gamma(self.d_steps) if self.reg != "none" else 0.0,
                 "sigma": self.sigma(self.step), "lens_lambda": self.lens_lambda(self.step) if self.lens else 0.0,
                 "d_steps": self.d_steps, "wall_time": wall_time}
+
+    @functools.cached_property
+    def evaluator(self) -> Evaluator:
+        """Scores the EMA generator (see :mod:`fastreg.metrics.evaluation`); built on first use."""
+        c = self.config
+        return Evaluator(self.real.dataset, c.data, c.z_dim, c.eval_samples, c.eval_extractor, self.device,
+                         seed=c.seed, root=c.data_root)
+
+    def evaluate_if_due(self, log: MetricsLog) -> None:
+        """Every eval_every steps and at the last: FID/KID (or toy metrics) of the EMA generator into the log.
+
+        The evaluator draws from its own generators, so evaluating does not change the run's trajectory.
+        """
+        from tqdm.auto import tqdm
+
+        c = self.config
+        if c.eval_every and (self.step % c.eval_every == 0 or self.step == c.steps):
+            record = {"step": self.step, **self.evaluator(lambda z: self.sample(z.to(self.device, self.dtype)))}
+            log.write(record)
+            tqdm.write(f"{os.path.basename(c.out)} step {self.step}: {describe(record)}")
 
     def sample(self, z: torch.Tensor | None = None) -> torch.Tensor:
         """Samples of the EMA generator (the plain one when EMA is off) in eval mode."""
