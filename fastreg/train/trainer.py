@@ -335,6 +335,14 @@ def resume(run_dir: str, overrides: dict | None = None) -> str:
     return trainer.train()
 
 
+def load_trainer(run_dir: str, checkpoint: str | None = None, overrides: dict | None = None) -> Trainer:
+    """The run in run_dir as of ``checkpoint`` (default: its newest), ready to sample or diagnose."""
+    state = load_checkpoint(checkpoint or latest_checkpoint(run_dir))
+    trainer = Trainer(replace(from_dict(state["config"]), out=run_dir, **(overrides or {})))
+    trainer.load_state_dict(state)
+    return trainer
+
+
 # --- helpers ------------------------------------------------------------------------------------
 
 class _Window:
