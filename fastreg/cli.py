@@ -6,6 +6,8 @@
     torchrun --nproc_per_node=2 -m fastreg train ... # data-parallel on 2 processes (gloo on CPU, NCCL on GPU)
 
 Exit status: 0 done, 2 bad input (config, data, paths, checkpoint), 3 stopped on a non-finite value.
+    fastreg fid runs/x runs/y --floor               # FID/KID named by extractor (toy runs: W1, modes)
+    fastreg diagnose runs/x --other runs/y          # histograms, interpolation, vanishing gradients, cross-test
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     demo.add_argument("--out", default="runs/demo", help="folder of the demo's runs and report")
     demo.add_argument("--quick", action="store_true", help="a few steps of each run (a smoke test)")
+    _add_evaluation_commands(commands)
     return parser
 
 
@@ -76,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             report = run_demo(args.out, QUICK if args.quick else DemoBudget())
             print(f"fastreg demo: report written to {report} ({time.perf_counter() - start:.0f} s)")
+        elif args.command in EVALUATION_COMMANDS:
+            return EVALUATION_COMMANDS[args.command](args)
         elif args.command == "train":
             from .train.trainer import train
 
@@ -95,11 +100,112 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fastreg {args.command}: stopped (--on-nonfinite stop): {exc}. Diagnostics: {exc.diagnostics}. "
               f"Last good checkpoint: {exc.checkpoint or 'none written yet'}", file=sys.stderr)
         return 3
+    except ValueError as exc:
+        if args.command not in EVALUATION_COMMANDS:
+            raise
+        print(f"fastreg {args.command}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
 def config_overrides(args: argparse.Namespace) -> dict:
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+
+
+# --- fid and diagnose -------------------------------------------------------------------------------
+
+def _add_evaluation_commands(commands) -> None:
+    from .metrics.extractors import INCEPTION_ENV, SPEC_HELP
+
+    extractor_help = (f"FID/KID features: {SPEC_HELP}; Inception only from a local weights file "
+                      f"(inception:<file> or ${INCEPTION_ENV}), never downloaded")
+    fid = commands.add_parser("fid", help="FID/KID (named by extractor) or toy metrics of trained runs")
+    fid.add_argument("runs", nargs="*", metavar="RUN_DIR", help="run folders (their newest checkpoint, EMA generator)")
+    fid.add_argument("--extractor", default="auto", help=extractor_help + " (default: %(default)s)")
+    fid.add_argument("--samples", type=int, default=1000, help="generated samples per run (default: %(default)s)")
+    fid.add_argument("--seed", type=int, default=None,
+                     help="latent seed (default: the run's seed, which reproduces its logged evaluations)")
+    fid.add_argument("--floor", action="store_true",
+                     help="also score two disjoint halves of the real data against each other")
+    fid.add_argument("--data", default="digits", help="dataset of --floor when no run is given (default: %(default)s)")
+    fid.add_argument("--resolution", type=int, default=32, help="resolution of --floor when no run is given (default: %(default)s)")
+    fid.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    fid.add_argument("--device", default=None, help="cpu, cuda, ... (default: the run's)")
+    diagnose = commands.add_parser("diagnose", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                   help="D histograms, interpolation profile, vanishing gradients, cross-test")
+    diagnose.add_argument("run", metavar="RUN_DIR")
+    diagnose.add_argument("--other", metavar="RUN_DIR", default=argparse.SUPPRESS,
+                          help="a second run on the same data: Roth's cross-test")
+    diagnose.add_argument("--out", default=argparse.SUPPRESS, help="report folder (default: RUN_DIR/diagnostics)")
+    diagnose.add_argument("--k", type=int, default=50, help="extra D steps of the k:1 histogram")
+    diagnose.add_argument("--d-steps", type=int, default=500, help="D steps of the fresh D")
+    diagnose.add_argument("--record-every", type=int, default=25, help="vanishing-gradient record interval")
+    diagnose.add_argument("--samples", type=int, default=1000, help="samples per histogram side and for FID/KID")
+    diagnose.add_argument("--cross-samples", type=int, default=10_000, help="generated samples per model (cross-test)")
+    diagnose.add_argument("--all-checkpoints", action="store_true",
+                          help="vanishing gradients for every kept checkpoint, not only the newest")
+    diagnose.add_argument("--extractor", default="auto", help=extractor_help)
+    diagnose.add_argument("--seed", type=int, default=0, help="seed of latents, real draws and the fresh D")
+    diagnose.add_argument("--device", default=argparse.SUPPRESS, help="cpu, cuda, ... (default: the run's)")
+
+
+def run_fid(args: argparse.Namespace) -> int:
+    from .metrics.evaluation import Evaluator, describe
+
+    if not args.runs and not args.floor:
+        print("fastreg fid: give RUN_DIR(s), or --floor with --data/--resolution", file=sys.stderr)
+        return 2
+    from .train.trainer import load_trainer
+
+    results, evaluators = {}, {}
+    for run in args.runs:
+        trainer = load_trainer(run, overrides={"device": args.device} if args.device else None)
+        c = trainer.config
+        evaluator = Evaluator(trainer.real.dataset, c.data, c.z_dim, args.samples, args.extractor, trainer.device,
+                              seed=c.seed if args.seed is None else args.seed, root=c.data_root)
+        evaluators.setdefault(c.data, evaluator)
+        result = evaluator(lambda z: trainer.sample(z.to(trainer.device, trainer.dtype)))
+        results[run] = {"step": trainer.step, "samples": args.samples, **_provenance(evaluator), **result}
+        print(f"{run} (step {trainer.step}; {args.samples} generated): {describe(result)}")
+    if args.floor:
+        if not evaluators:
+            from . import data
+
+            dataset = data.get_dataset(args.data, resolution=args.resolution)
+            evaluators[args.data] = Evaluator(dataset, args.data, 1, args.samples, args.extractor, args.device or "cpu",
+                                              seed=args.seed or 0)
+        for name, evaluator in evaluators.items():
+            floor = evaluator.real_floor()
+            half = len(evaluator.real_features) // 2
+            results[f"real-data floor: {name}"] = {"samples": half, **_provenance(evaluator), **floor}
+            print(f"real-data floor, {name} ({half} vs {half} real): {describe(floor)}")
+    if args.json:
+        import json
+
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+def _provenance(evaluator) -> dict:
+    extractor = evaluator.extractor
+    return {"extractor": extractor.name if extractor else None, "resolution": getattr(extractor, "resolution", None),
+            "real_samples": len(evaluator.real_features) if extractor else None}
+
+
+def run_diagnose(args: argparse.Namespace) -> int:
+    from .diagnostics import DiagnoseOptions, diagnose
+
+    options = DiagnoseOptions(k=args.k, d_steps=args.d_steps, record_every=args.record_every, samples=args.samples,
+                              cross_samples=args.cross_samples, all_checkpoints=args.all_checkpoints,
+                              extractor=args.extractor, seed=args.seed)
+    report = diagnose(args.run, getattr(args, "out", None), getattr(args, "other", None), options,
+                      device=getattr(args, "device", None))
+    print(f"fastreg diagnose: report written to {report}")
+    return 0
+
+
+EVALUATION_COMMANDS = {"fid": run_fid, "diagnose": run_diagnose}
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Plots of runs (matplotlib, written as PNG): training curves from metrics.jsonl."""
+"""Plots of runs (matplotlib, written as PNG): training curves from metrics.jsonl, and the diagnostics' figures."""
 
 from __future__ import annotations
 
@@ -33,6 +33,63 @@ def plot_curves(runs: dict[str, str], keys: list[str], path: str, log_y: tuple[s
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
+    return _save(fig, plt, path)
+
+
+def plot_histograms(histograms: dict[str, dict], path: str) -> str:
+    """One panel per discriminator: its logit histograms on real and fake samples (VRAL figs. 1-2)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(histograms), figsize=(4.2 * len(histograms), 3.2), squeeze=False)
+    for ax, (label, h) in zip(axes[0], histograms.items()):
+        edges = h["edges"]
+        for kind, color in (("real", "C0"), ("fake", "C3")):
+            ax.stairs(h[kind], edges, fill=True, alpha=0.5, color=color, label=kind)
+        ax.set_title(f"{label} (accuracy {h['accuracy']:.2f})", fontsize=9)
+        ax.set_xlabel("D logit v")
+    axes[0][0].legend(fontsize=8)
+    return _save(fig, plt, path)
+
+
+def plot_interpolation(profiles: dict[str, dict], path: str) -> str:
+    """Mean logit and mean input-gradient norm along x(t) = t x_r + (1 - t) x_f (VRAL fig. 3)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.2))
+    for label, profile in profiles.items():
+        axes[0].plot(profile["t"], profile["mean_logit"], label=label)
+        axes[1].plot(profile["t"], profile["mean_grad_norm"], label=label)
+    for ax, title in zip(axes, ("mean D logit", "mean ||grad_x D||")):
+        ax.set_title(title)
+        ax.set_xlabel("t (0: generated, 1: real)")
+        ax.axvspan(0, 1, color="0.9", zorder=0)
+        ax.grid(alpha=0.3)
+    axes[1].set_yscale("log")
+    axes[0].legend(fontsize=8)
+    return _save(fig, plt, path)
+
+
+def plot_vanishing(runs: dict[str, list], path: str) -> str:
+    """G gradient norms (mean +- std over latent batches) vs the D iterations of a fresh D, log scale
+    (Arjovsky & Bottou 2017, figs. 2-3): the minimax cost's and the -log D cost's."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.2))
+    for label, records in runs.items():
+        steps = [r.d_step for r in records]
+        for ax, kind in zip(axes, ("minimax", "nonsat")):
+            mean = [getattr(r, f"{kind}_mean") for r in records]
+            std = [getattr(r, f"{kind}_std") for r in records]
+            ax.plot(steps, mean, label=label)
+            ax.fill_between(steps, [max(m - s, 1e-30) for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                            alpha=0.2)
+    for ax, title in zip(axes, ("||grad E log(1 - D(G(z)))||", "||grad E -log D(G(z))||")):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("D iterations (fresh D, G frozen)")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return _save(fig, plt, path)
+
+
+def _save(fig, plt, path: str) -> str:
     fig.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig.savefig(path, dpi=110)

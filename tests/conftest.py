@@ -29,3 +29,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_fastreg_cache(tmp_path_factory):
+    """FASTREG_CACHE points at a fresh folder for the whole session (subprocesses inherit it), so tests
+    never read or write ~/.cache/fastreg; cached FID classifiers are shared between the session's tests."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FASTREG_CACHE", str(tmp_path_factory.mktemp("fastreg_cache")))
+        yield

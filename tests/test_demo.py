@@ -23,4 +23,7 @@ def test_quick_demo_writes_report(tmp_path):
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (tmp_path / "demo" / image).exists(), image
     assert re.search(r"\| toy3d-ns-roth \| 4 \| \d+ \| [\d.]+ \| [-\d.]+ \| [-\d.]+ \| [\d.e+-]+ \| \d/7 \|", text)
+    assert "| FID[classifier:digits] | W1 |" in text and "digits_evaluation.png" in text
+    assert re.search(r"\| digits-ns \|.*\| - \| - \| [\d.]+ \| - \| [\d.]+ \|$", text, re.M)  # FID, no W1
+    assert re.search(r"\| toy3d-ns \|.*\| \d/7 \| [\d.]+ \| - \| [\d.]+ \| [\d.]+ \|$", text, re.M)
     run_demo(str(tmp_path / "demo"), QUICK)  # re-runnable over its own output

@@ -87,6 +87,12 @@ class TrainConfig:
     sync_batchnorm: bool = field(default=False, metadata={
         "help": "under torchrun: BatchNorm statistics over the global batch (otherwise per process, with "
                 "rank 0's running statistics broadcast every step)"})
+    eval_every: int = field(default=0, metadata={
+        "help": "every N steps (and at the end) FID/KID of the EMA generator, or toy metrics, into metrics.jsonl; "
+                "0 = off"})
+    eval_samples: int = field(default=1000, metadata={"help": "generated samples per evaluation"})
+    eval_extractor: str = field(default="auto", metadata={
+        "help": "FID/KID features: auto, classifier[:<dataset>], inception[:<weights file>] or raw"})
 
     # --- derived values -------------------------------------------------------------------------
 
@@ -159,11 +165,33 @@ class TrainConfig:
             raise ConfigError(f"ema: decay must lie in [0, 1), got {self.ema}")
         if self.betas is not None and (len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas)):
             raise ConfigError(f"betas: expected two values in [0, 1), got {self.betas}")
+        self.validate_evaluation()
         if self.model != "mlp":
             r = self.resolution
             if not (8 <= r <= 64 and r & (r - 1) == 0):
                 raise ConfigError(f"resolution: must be a power of two from 8 to 64, got {r}")
         return self
+
+    def validate_evaluation(self) -> None:
+        """The eval_* fields: counts, and the extractor spec's form (nothing is loaded here)."""
+        from ..metrics.extractors import INCEPTION_ENV, check_spec
+
+        if isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int) or self.eval_every < 0:
+            raise ConfigError(f"eval_every: must be a non-negative integer (0 = off), got {self.eval_every!r}")
+        _check_positive_int("eval_samples", self.eval_samples)
+        if self.eval_samples < 2:
+            raise ConfigError(f"eval_samples: FID needs at least 2 samples, got {self.eval_samples}")
+        try:
+            check_spec(self.eval_extractor)
+        except ValueError as exc:
+            raise ConfigError(f"eval_extractor: {str(exc).partition(': ')[2]}") from None
+        kind, _, weights = self.eval_extractor.partition(":")
+        if self.model == "mlp" and kind in ("classifier", "inception"):
+            raise ConfigError(f"eval_extractor: {self.eval_extractor!r} needs images; toy data takes auto or raw")
+        weights = weights or os.environ.get(INCEPTION_ENV, "")
+        if self.eval_every and kind == "inception" and not os.path.isfile(weights):
+            raise ConfigError(f"eval_extractor: no Inception weights file at {weights!r}; give inception:<file> "
+                              f"or set {INCEPTION_ENV} (fastreg never downloads weights)")
 
 
 def _check_choice(name: str, value: Any, choices) -> None:

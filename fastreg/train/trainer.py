@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import math
 import os
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 
 from .. import losses, models, regularizers, schedules
+from ..metrics.evaluation import Evaluator, describe
 from . import build, distributed
 from .batches import BatchStream
 from .checkpoint import DamagedCheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
@@ -312,6 +314,8 @@ class Trainer:
                     self.save_samples()
                 if self.step % c.checkpoint_every == 0 or self.step == c.steps:
                     self.save_checkpoint()
+                if main:
+                    self.evaluate_if_due(log)
         except NonFiniteError as error:
             if main:
                 self.write_nonfinite_report(error)
@@ -359,6 +363,26 @@ class Trainer:
         with open(error.diagnostics, "w") as f:
             json.dump(_jsonable_tree(report), f, indent=1)
         return error.diagnostics
+
+    @functools.cached_property
+    def evaluator(self) -> Evaluator:
+        """Scores the EMA generator (see :mod:`fastreg.metrics.evaluation`); built on first use."""
+        c = self.config
+        return Evaluator(self.real.dataset, c.data, c.z_dim, c.eval_samples, c.eval_extractor, self.device,
+                         seed=c.seed, root=c.data_root)
+
+    def evaluate_if_due(self, log: MetricsLog) -> None:
+        """Every eval_every steps and at the last: FID/KID (or toy metrics) of the EMA generator into the log.
+
+        The evaluator draws from its own generators, so evaluating does not change the run's trajectory.
+        """
+        from tqdm.auto import tqdm
+
+        c = self.config
+        if c.eval_every and (self.step % c.eval_every == 0 or self.step == c.steps):
+            record = {"step": self.step, **self.evaluator(lambda z: self.sample(z.to(self.device, self.dtype)))}
+            log.write(record)
+            tqdm.write(f"{os.path.basename(c.out)} step {self.step}: {describe(record)}")
 
     def sample(self, z: torch.Tensor | None = None) -> torch.Tensor:
         """Samples of the EMA generator (the plain one when EMA is off) in eval mode."""
@@ -490,6 +514,14 @@ def _training_state(path: str) -> dict:
     if not {"step", "config"} <= set(state):
         raise DamagedCheckpointError(f"checkpoint {path} is not a fastreg training checkpoint (no step or config)")
     return state
+
+
+def load_trainer(run_dir: str, checkpoint: str | None = None, overrides: dict | None = None) -> Trainer:
+    """The run in run_dir as of ``checkpoint`` (default: its newest), ready to sample or diagnose."""
+    state = load_checkpoint(checkpoint or latest_checkpoint(run_dir))
+    trainer = Trainer(replace(from_dict(state["config"]), out=run_dir, **(overrides or {})))
+    trainer.load_state_dict(state)
+    return trainer
 
 
 # --- helpers ------------------------------------------------------------------------------------

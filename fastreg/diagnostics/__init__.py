@@ -1,0 +1,23 @@
+"""The diagnostics of the papers fastreg builds on (DESIGN.md section 7), for your own models.
+
+- :func:`output_histograms`, :func:`train_discriminator` (:mod:`.discriminator`): D's logits on
+  real and fake samples, and D training against a frozen G (Grewal, Hjelm, Bengio 2018).
+- :func:`interpolation_profile` (:mod:`.interpolation`): D and its input gradient along
+  real-fake lines (Grewal et al. 2018, fig. 3).
+- :func:`vanishing_gradients` (:mod:`.vanishing`): G's gradient under a fresh D (Arjovsky &
+  Bottou 2017).
+- :func:`cross_test` (:mod:`.cross_test`): Roth et al. 2017's cross-testing of two models.
+- :func:`diagnose` (:mod:`.report`): all of them on a trained run (``fastreg diagnose``).
+
+FID/KID and toy metrics live in :mod:`fastreg.metrics`.
+"""
+
+from .cross_test import Confusion, CrossTest, confusion, cross_test
+from .discriminator import RealSampler, generate, logits, output_histograms, train_discriminator
+from .interpolation import interpolation_profile
+from .report import DiagnoseOptions, diagnose
+from .vanishing import GradientRecord, generator_gradient_norms, vanishing_gradients
+
+__all__ = ["Confusion", "CrossTest", "DiagnoseOptions", "GradientRecord", "RealSampler", "confusion", "cross_test",
+           "diagnose", "generate", "generator_gradient_norms", "interpolation_profile", "logits",
+           "output_histograms", "train_discriminator", "vanishing_gradients"]

@@ -1,0 +1,156 @@
+"""``fastreg diagnose``: every diagnostic of DESIGN.md section 7 on a trained run, as one report.
+
+For the run's newest checkpoint (G and D as in training, on copies in training mode):
+
+1. sample quality: FID/KID named by extractor (images) or Wasserstein / mode coverage (toy);
+2. D-output histograms (Grewal et al. 2018, figs. 1-2) for the run's D, for that D after ``k``
+   more D steps against the frozen G (the state of k:1 training before a G step), and for a
+   fresh D trained from scratch against the frozen G;
+3. the interpolation profile (Grewal et al. 2018, fig. 3) of the run's and the fresh D;
+4. the vanishing-gradient experiment (Arjovsky & Bottou 2017) for the newest checkpoint, or for
+   every kept checkpoint (G at several training stages, as in their fig. 2);
+5. with a second run, Roth et al. 2017's cross-test.
+
+Writes ``diagnostics.json`` (every number), PNG figures and ``report.md`` into ``out``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass
+
+import torch
+
+from .. import plots
+from ..metrics.evaluation import Evaluator, describe, real_images
+from ..train import build
+from ..train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from ..train.trainer import Trainer, load_trainer
+from .cross_test import CROSS_SAMPLES, cross_test
+from .discriminator import RealSampler, generate, logits, output_histograms, train_discriminator
+from .interpolation import PAIRS, interpolation_profile
+from .vanishing import vanishing_gradients
+
+
+@dataclass
+class DiagnoseOptions:
+    k: int = 50                      # extra D steps of the k:1 histogram (Grewal et al.: 50)
+    d_steps: int = 500               # D steps of the fresh D
+    record_every: int = 25           # vanishing-gradient record interval (D steps)
+    samples: int = 1000              # samples per histogram side and for FID/KID
+    cross_samples: int = CROSS_SAMPLES
+    all_checkpoints: bool = False
+    extractor: str = "auto"
+    seed: int = 0
+
+
+def diagnose(run_dir: str, out: str | None = None, other: str | None = None,
+             options: DiagnoseOptions | None = None, device: str | None = None) -> str:
+    """Run the diagnostics on ``run_dir`` (and the cross-test against ``other``); returns report.md's path."""
+    options = options or DiagnoseOptions()
+    out = out or os.path.join(run_dir, "diagnostics")
+    os.makedirs(out, exist_ok=True)
+    overrides = {"device": device} if device else {}
+    trainer = load_trainer(run_dir, overrides=overrides)
+    c, o = trainer.config, options
+    real = RealSampler(trainer.real.dataset, o.seed)
+    G, D = (copy.deepcopy(m).train() for m in (trainer.G, trainer.D))
+    rng = torch.Generator().manual_seed(o.seed)
+    results = {"run": run_dir, "step": trainer.step, "options": vars(o)}
+
+    evaluator = Evaluator(trainer.real.dataset, c.data, c.z_dim, o.samples, o.extractor, trainer.device, o.seed,
+                          root=c.data_root)
+    results["quality"] = evaluator(lambda z: trainer.sample(z.to(trainer.device, trainer.dtype)))
+
+    vanishing, fresh_D = {}, None
+    for path in list_checkpoints(run_dir) if o.all_checkpoints else [latest_checkpoint(run_dir)]:
+        state = load_checkpoint(path, map_location=trainer.device)
+        G_t = copy.deepcopy(G)
+        G_t.load_state_dict(state["G"])
+        torch.manual_seed(o.seed)
+        records, fresh_D = vanishing_gradients(G_t, fresh_discriminator(trainer), real, o.d_steps,
+                                               o.record_every, seed=o.seed)
+        vanishing[f"G at step {state['step']}"] = records
+    results["vanishing_gradients"] = {label: [r._asdict() for r in records] for label, records in vanishing.items()}
+
+    x_real, x_fake = real(o.samples), generate(G, o.samples, rng)
+    discriminators = {"run's D": D,
+                      f"run's D + {o.k} D steps": train_discriminator(copy.deepcopy(D), G, real, o.k, rng),
+                      f"fresh D ({o.d_steps} steps)": fresh_D}
+    results["histograms"] = {label: output_histograms(logits(d, x_real), logits(d, x_fake))
+                             for label, d in discriminators.items()}
+    pairs = (x_real[:PAIRS], x_fake[:PAIRS])
+    results["interpolation"] = {label: interpolation_profile(discriminators[label], *pairs)
+                                for label in ("run's D", f"fresh D ({o.d_steps} steps)")}
+
+    if other:
+        results["cross_test"] = cross_test_runs(trainer, G, D, load_trainer(other, overrides=overrides), o)
+        results["other"] = other
+    figures = {
+        "histograms": plots.plot_histograms(results["histograms"], os.path.join(out, "d_output_histograms.png")),
+        "interpolation": plots.plot_interpolation(results["interpolation"], os.path.join(out, "interpolation.png")),
+        "vanishing": plots.plot_vanishing(vanishing, os.path.join(out, "vanishing_gradients.png")),
+    }
+    with open(os.path.join(out, "diagnostics.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    return write_report(out, results, figures)
+
+
+def fresh_discriminator(trainer: Trainer) -> torch.nn.Module:
+    """A newly initialised D of the run's architecture (global RNG), in training mode."""
+    D = build.networks(trainer.config, trainer.shape)[1]
+    return D.to(trainer.device, trainer.dtype).train()
+
+
+def cross_test_runs(trainer: Trainer, G, D, other: Trainer, o: DiagnoseOptions) -> dict:
+    """Roth's cross-test between this run (A) and ``other`` (B) on the same real samples."""
+    if other.shape != trainer.shape or other.config.data != trainer.config.data:
+        raise ValueError(f"other: run {other.config.out} trains on {other.config.data} {other.shape}, "
+                         f"not {trainer.config.data} {trainer.shape}; cross-testing needs the same data")
+    dataset = trainer.real.dataset
+    real = dataset.sample(o.cross_samples) if hasattr(dataset, "sample") else real_images(dataset, o.cross_samples,
+                                                                                           o.seed)
+    G_b, D_b = (copy.deepcopy(m).train() for m in (other.G, other.D))
+    result = cross_test(G, D, G_b, D_b, real, o.cross_samples, o.seed)
+    return {"confusion_a": result.confusion_a._asdict(), "confusion_b": result.confusion_b._asdict(),
+            "accuracy_a": result.confusion_a.accuracy, "accuracy_b": result.confusion_b.accuracy,
+            "cross_false_positive_a": result.cross_false_positive_a,
+            "cross_false_positive_b": result.cross_false_positive_b,
+            "samples": result.samples, "real_samples": result.real_samples}
+
+
+def write_report(out: str, results: dict, figures: dict) -> str:
+    lines = [f"# Diagnostics of {results['run']} (step {results['step']})", "",
+             f"Sample quality: {describe(results['quality'])}", "",
+             "## D-output histograms (Grewal et al. 2018, figs. 1-2)", "",
+             f"![histograms]({os.path.basename(figures['histograms'])})", "",
+             "| D | accuracy | real mean (std) | fake mean (std) |", "|---|---:|---:|---:|"]
+    for label, h in results["histograms"].items():
+        lines.append(f"| {label} | {h['accuracy']:.3f} | {h['real_mean']:.3g} ({h['real_std']:.3g}) | "
+                     f"{h['fake_mean']:.3g} ({h['fake_std']:.3g}) |")
+    lines += ["", "## Interpolation profile (Grewal et al. 2018, fig. 3)", "",
+              f"![interpolation]({os.path.basename(figures['interpolation'])})", "",
+              "## Vanishing gradients (Arjovsky & Bottou 2017)", "",
+              f"![vanishing]({os.path.basename(figures['vanishing'])})", "",
+              "| G | D steps | minimax grad norm | -log D grad norm (std) | D accuracy |", "|---|---:|---:|---:|---:|"]
+    for label, records in results["vanishing_gradients"].items():
+        for r in (records[0], records[-1]):
+            lines.append(f"| {label} | {r['d_step']} | {r['minimax_mean']:.3g} | {r['nonsat_mean']:.3g} "
+                         f"({r['nonsat_std']:.3g}) | {r['d_accuracy']:.3f} |")
+    if "cross_test" in results:
+        x = results["cross_test"]
+        lines += ["", f"## Cross-test with {results['other']} (Roth et al. 2017)", "",
+                  "| D | accuracy on real + own fakes | real called fake | own fakes called real | "
+                  "other model's fakes called real |", "|---|---:|---:|---:|---:|"]
+        for side, name in (("a", results["run"]), ("b", results["other"])):
+            conf = x[f"confusion_{side}"]
+            lines.append(f"| D of {name} | {x[f'accuracy_{side}']:.3f} | {conf['real_called_fake']} | "
+                         f"{conf['fake_called_real']} | {x[f'cross_false_positive_{side}']:.3f} |")
+        lines += ["", f"{x['real_samples']} real samples, {x['samples']} samples of each generator; "
+                  "a sample is called real when D's logit is positive."]
+    path = os.path.join(out, "report.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path

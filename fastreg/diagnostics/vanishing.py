@@ -1,0 +1,76 @@
+r"""The vanishing-gradient experiment of Arjovsky & Bottou 2017 ("Towards Principled Methods for
+Training Generative Adversarial Networks", Theorems 2.4 and 2.6, figs. 2-3).
+
+Freeze a trained generator, train a fresh discriminator from scratch against it, and every few D
+steps measure the generator's gradient under both costs:
+
+- the original (minimax) cost :math:`E_z \log(1 - D(G(z))) = -E\,\mathrm{softplus}(v)`: as D
+  approaches the optimal discriminator, :math:`\lVert\nabla_\theta\rVert` goes to 0 (Thm 2.4);
+- the :math:`-\log D` cost :math:`E\,\mathrm{softplus}(-v)`: its gradient does not vanish but
+  has growing variance, so updates get unstable (Thm 2.6).
+
+Each record holds the mean and standard deviation of the gradient norm (over all of G's
+parameters) across several independent latent batches, and D's accuracy on one fresh batch.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .discriminator import BATCH, generate, logits, placement, train_discriminator
+
+
+class GradientRecord(NamedTuple):
+    d_step: int
+    minimax_mean: float    # ||grad_theta E log(1 - D(G(z)))||
+    minimax_std: float
+    nonsat_mean: float     # ||grad_theta E -log D(G(z))||
+    nonsat_std: float
+    d_accuracy: float
+
+
+def _spread(values: torch.Tensor) -> float:
+    return values.std().item() if len(values) > 1 else 0.0
+
+
+def generator_gradient_norms(G: nn.Module, D: nn.Module, z: torch.Tensor) -> tuple[float, float]:
+    """(||grad E log(1 - D(G(z)))||, ||grad E -log D(G(z))||) w.r.t. G's parameters, for one latent batch."""
+    params = list(G.parameters())
+    v = D(G(z.to(**placement(G)))).reshape(-1)
+    norms = []
+    for cost in (-F.softplus(v).mean(), F.softplus(-v).mean()):
+        grads = torch.autograd.grad(cost, params, retain_graph=True, allow_unused=True)
+        norms.append(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads
+                                                           if g is not None])).item())
+    return norms[0], norms[1]
+
+
+def vanishing_gradients(G: nn.Module, D: nn.Module, real: Callable[[int], torch.Tensor], d_steps: int = 500,
+                        every: int = 25, batches: int = 5, batch_size: int = BATCH,
+                        seed: int = 0) -> tuple[list[GradientRecord], nn.Module]:
+    """Train the fresh ``D`` for ``d_steps`` against the frozen ``G``, recording every ``every`` steps
+    (and at step 0); returns the records and the trained D. G's parameters are never updated."""
+    if every < 1 or d_steps < 0:
+        raise ValueError(f"every: must be >= 1 with d_steps >= 0, got every={every}, d_steps={d_steps}")
+    probe = torch.Generator().manual_seed(seed + 1)  # the same latent batches at every record
+    latents = [torch.randn(batch_size, G.z_dim, generator=probe) for _ in range(batches)]
+    check_real, check_fake = real(batch_size), generate(G, batch_size, probe)
+    records = []
+
+    def record(t: int, D: nn.Module) -> None:
+        if t % every and t != d_steps:
+            return
+        minimax, nonsat = torch.tensor([generator_gradient_norms(G, D, z) for z in latents]).T
+        v_real, v_fake = logits(D, check_real), logits(D, check_fake)
+        accuracy = ((v_real > 0).sum() + (v_fake <= 0).sum()).item() / (2 * batch_size)
+        records.append(GradientRecord(t, minimax.mean().item(), _spread(minimax), nonsat.mean().item(),
+                                      _spread(nonsat), accuracy))
+
+    G.requires_grad_(True)
+    train_discriminator(D, G, real, d_steps, torch.Generator().manual_seed(seed), batch_size, on_step=record)
+    G.zero_grad(set_to_none=True)
+    return records, D

@@ -1,0 +1,226 @@
+"""Diagnostics against closed forms (linear and quadratic D, linear G), hand-built cross-tests, and
+`fastreg diagnose` / `fastreg fid` end to end on tiny runs."""
+
+import copy
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from fastreg import data, losses
+from fastreg.diagnostics import (RealSampler, confusion, cross_test, generate, generator_gradient_norms,
+                                 interpolation_profile, output_histograms, train_discriminator, vanishing_gradients)
+from fastreg.train.config import TrainConfig
+from fastreg.train.metrics_log import read_metrics
+from fastreg.train.trainer import train
+
+
+class Affine(nn.Module):
+    """x -> scale * x + shift, one output per sample for 1-D inputs; a G when z_dim is set."""
+
+    def __init__(self, scale, shift, z_dim=None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.as_tensor(scale, dtype=torch.float64).reshape(1, -1).clone())
+        self.bias = nn.Parameter(torch.tensor([float(shift)], dtype=torch.float64))
+        self.z_dim = z_dim
+
+    def forward(self, x):
+        out = x.double() @ self.weight.T + self.bias
+        return out if self.z_dim else out.reshape(-1)
+
+
+def test_interpolation_profile_of_a_linear_d():
+    D = nn.Linear(6, 1).double()
+    g = torch.Generator().manual_seed(0)
+    x_r, x_f = torch.randn(10, 6, generator=g, dtype=torch.float64), torch.randn(10, 6, generator=g, dtype=torch.float64)
+    profile = interpolation_profile(D, x_r, x_f)
+    assert profile["t"][0] == -0.5 and profile["t"][-1] == 1.5 and len(profile["t"]) == 41
+    with torch.no_grad():
+        v_r, v_f = D(x_r).mean().item(), D(x_f).mean().item()
+    for t, v, n in zip(profile["t"], profile["mean_logit"], profile["mean_grad_norm"]):
+        assert v == pytest.approx(t * v_r + (1 - t) * v_f, abs=1e-12)  # v is linear in t
+        assert n == pytest.approx(D.weight.norm().item(), rel=1e-12)    # grad = w everywhere
+
+
+def test_interpolation_profile_of_a_quadratic_d():
+    class Quadratic(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.unused = nn.Parameter(torch.zeros((), dtype=torch.float64))
+
+        def forward(self, x):
+            return x.square().sum(1)
+
+    x_r, x_f = torch.tensor([[3.0, 4.0]], dtype=torch.float64), torch.tensor([[0.0, 0.0]], dtype=torch.float64)
+    profile = interpolation_profile(Quadratic(), x_r, x_f, ts=torch.tensor([-0.5, 0.0, 0.5, 1.0]))
+    # x(t) = t (3, 4): v = 25 t^2, ||grad|| = ||2 x(t)|| = 10 |t|
+    assert profile["mean_logit"] == pytest.approx([6.25, 0.0, 6.25, 25.0])
+    assert profile["mean_grad_norm"] == pytest.approx([5.0, 0.0, 5.0, 10.0])
+
+
+def test_output_histograms_count_and_score():
+    v_real, v_fake = torch.tensor([1.0, 2.0, 3.0, -1.0]), torch.tensor([-2.0, -1.0, 0.5])
+    h = output_histograms(v_real, v_fake, bins=5)  # bins of width 1 on [-2, 3]
+    assert h["edges"] == pytest.approx([-2, -1, 0, 1, 2, 3])
+    assert (h["real"], h["fake"]) == ([0, 1, 0, 1, 2], [1, 1, 1, 0, 0])
+    assert h["accuracy"] == pytest.approx(5 / 7)  # 3 real called real, 2 fake called fake
+    assert (h["real_mean"], h["fake_mean"]) == (pytest.approx(1.25), pytest.approx(-2.5 / 3))
+
+
+def test_cross_test_on_hand_built_models():
+    # G_a puts every sample at +1, G_b at -1; D_a calls x > 0.5 real, D_b calls x > -2 real.
+    G_a, G_b = Affine([0.0], 1.0, z_dim=1), Affine([0.0], -1.0, z_dim=1)
+    D_a, D_b = Affine([1.0], -0.5), Affine([1.0], 2.0)
+    real = torch.tensor([[2.0], [0.0], [-3.0], [1.0]], dtype=torch.float64)
+    result = cross_test(G_a, D_a, G_b, D_b, real, samples=50)
+    assert tuple(result.confusion_a) == (2, 2, 50, 0)   # real 2 and 1 called real; all own fakes (+1) fooled it
+    assert tuple(result.confusion_b) == (3, 1, 50, 0)
+    assert result.confusion_a.accuracy == pytest.approx(2 / 54)
+    assert (result.cross_false_positive_a, result.cross_false_positive_b) == (0.0, 1.0)
+    assert tuple(confusion(torch.tensor([1.0, -1.0]), torch.tensor([0.0]))) == (1, 1, 0, 1)  # v = 0 is fake
+
+
+def test_generator_gradient_norms_match_the_closed_form():
+    """G(z) = W z + b, D(x) = a.x + c: for the minimax cost -mean softplus(v), dC/dv_i = -sigmoid(v_i)/B;
+    for -log D, mean softplus(-v), dC/dv_i = -sigmoid(-v_i)/B; then dC/db = sum_i dC/dv_i a and
+    dC/dW = sum_i dC/dv_i a z_i^T."""
+    g = torch.Generator().manual_seed(1)
+    W, b = torch.randn(2, 3, generator=g, dtype=torch.float64), torch.randn(2, generator=g, dtype=torch.float64)
+    a, c = torch.tensor([0.7, -1.3], dtype=torch.float64), 0.4
+    G = nn.Linear(3, 2).double()
+    D = nn.Linear(2, 1).double()
+    with torch.no_grad():
+        G.weight.copy_(W), G.bias.copy_(b), D.weight.copy_(a[None]), D.bias.fill_(c)
+    G.z_dim = 3
+    z = torch.randn(8, 3, generator=g, dtype=torch.float64)
+    v = (z @ W.T + b) @ a + c
+    expected = []
+    for dv in (-torch.sigmoid(v) / 8, -torch.sigmoid(-v) / 8):
+        grad_b, grad_W = dv.sum() * a, torch.outer(a, dv @ z)
+        expected.append(math.sqrt(grad_b.square().sum() + grad_W.square().sum()))
+    assert generator_gradient_norms(G, D, z) == pytest.approx(expected, rel=1e-12)
+
+
+def test_minimax_gradient_vanishes_as_d_separates():
+    """Arjovsky & Bottou Thm 2.4 on a 1-D example: fakes at -1, D_s(x) = s x; as s grows D gets optimal and
+    ||grad E log(1 - D(G(z)))|| -> 0, while the -log D cost's gradient grows."""
+    G = Affine([0.01], -1.0, z_dim=1)
+    z = torch.randn(64, 1, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    norms = [generator_gradient_norms(G, Affine([s], 0.0), z) for s in (1.0, 5.0, 20.0)]
+    minimax, nonsat = zip(*norms)
+    assert minimax[0] > minimax[1] > minimax[2] and minimax[2] < 1e-7
+    assert nonsat[0] < nonsat[1] < nonsat[2]
+
+
+def test_train_discriminator_equals_hand_written_steps():
+    mixture = data.get_dataset("ring8", seed=3)
+    G = nn.Sequential(nn.Linear(2, 2)).double()
+    G.z_dim = 2
+    D = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1)).double()
+    D_ref = copy.deepcopy(D)
+    seen = []
+    train_discriminator(D, G, RealSampler(mixture), 3, torch.Generator().manual_seed(4), batch_size=16,
+                        on_step=lambda t, d: seen.append(t))
+    assert seen == [0, 1, 2, 3]
+    replay_real, replay_z = data.get_dataset("ring8", seed=3), torch.Generator().manual_seed(4)
+    optimizer = torch.optim.Adam(D_ref.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    for _ in range(3):
+        with torch.no_grad():
+            fake = G(torch.randn(16, 2, generator=replay_z).double())
+        loss = losses.d_loss("ns", D_ref(replay_real.sample(16).double()).reshape(-1), D_ref(fake).reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    for p, q in zip(D.parameters(), D_ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-14)
+
+
+def test_vanishing_gradients_records_and_leaves_g_alone():
+    mixture = data.get_dataset("ring8")
+    G = nn.Linear(2, 2)
+    G.z_dim = 2
+    before = copy.deepcopy(G.state_dict())
+    D = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 1))
+    first_records_d = copy.deepcopy(D)
+    records, trained = vanishing_gradients(G, D, RealSampler(mixture), d_steps=10, every=4, batches=3)
+    assert [r.d_step for r in records] == [0, 4, 8, 10]
+    probe = torch.Generator().manual_seed(1)
+    z = [torch.randn(64, 2, generator=probe) for _ in range(3)]
+    initial = np.array([generator_gradient_norms(G, first_records_d, zi) for zi in z])
+    assert records[0].minimax_mean == pytest.approx(initial[:, 0].mean(), rel=1e-6)
+    assert records[0].nonsat_std == pytest.approx(initial[:, 1].std(ddof=1), rel=1e-5)
+    assert trained is D and all(torch.equal(before[k], v) for k, v in G.state_dict().items())
+    assert all(p.grad is None for p in G.parameters())
+
+
+# --- end to end ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("diagnose")
+    common = dict(steps=4, batch_size=16, log_every=2, sample_every=1000, checkpoint_every=2, ema=0.5)
+    runs = {}
+    for name, reg in (("toy", "none"), ("toy-roth", "roth")):
+        runs[name] = train(TrainConfig(data="misspecified3d", model="mlp", z_dim=4, reg=reg, out=str(root / name),
+                                       **common))
+    runs["digits"] = train(TrainConfig(data="digits", resolution=8, width=8, z_dim=8, out=str(root / "digits"),
+                                       eval_every=4, eval_samples=64, **common))
+    return runs
+
+
+def run_cli(*args):
+    env = {k: v for k, v in os.environ.items() if k != "FASTREG_INCEPTION_WEIGHTS"}
+    return subprocess.run([sys.executable, "-m", "fastreg", *args], capture_output=True, text=True,
+                          env={**env, "PYTHONPATH": os.getcwd()})
+
+
+QUICK = ["--k", "3", "--d-steps", "6", "--record-every", "3", "--samples", "64", "--cross-samples", "100"]
+
+
+def test_diagnose_cli_writes_report_with_cross_test(tiny_runs, tmp_path):
+    out = tmp_path / "report"
+    result = run_cli("diagnose", tiny_runs["toy"], "--other", tiny_runs["toy-roth"], "--out", str(out),
+                     "--all-checkpoints", *QUICK)
+    assert result.returncode == 0, result.stderr
+    report = (out / "report.md").read_text()
+    for figure in ("d_output_histograms.png", "interpolation.png", "vanishing_gradients.png"):
+        assert (out / figure).exists() and figure in report
+    results = json.loads((out / "diagnostics.json").read_text())
+    assert set(results["vanishing_gradients"]) == {"G at step 2", "G at step 4"}
+    assert [r["d_step"] for r in results["vanishing_gradients"]["G at step 4"]] == [0, 3, 6]
+    assert set(results["histograms"]) == {"run's D", "run's D + 3 D steps", "fresh D (6 steps)"}
+    for h in results["histograms"].values():
+        assert sum(h["real"]) == sum(h["fake"]) == 64
+    cross = results["cross_test"]
+    assert sum(cross["confusion_a"].values()) == cross["real_samples"] + 100 == 200
+    assert "wasserstein_1" in results["quality"] and "Cross-test" in report
+
+
+def test_diagnose_images_names_the_extractor(tiny_runs, tmp_path):
+    from fastreg.diagnostics import DiagnoseOptions, diagnose
+
+    report = diagnose(tiny_runs["digits"], str(tmp_path / "d"), options=DiagnoseOptions(k=2, d_steps=2, record_every=1,
+                                                                                         samples=32))
+    assert "FID[classifier:digits]" in open(report).read()
+    assert "fid/classifier:digits" in json.loads((tmp_path / "d" / "diagnostics.json").read_text())["quality"]
+
+
+def test_fid_cli_reproduces_the_logged_evaluation(tiny_runs, tmp_path):
+    run = tiny_runs["digits"]
+    assert run_cli("fid", run, "--samples", "64", "--floor", "--json", str(tmp_path / "fid.json")).returncode == 0
+    results = json.loads((tmp_path / "fid.json").read_text())
+    assert results[run]["extractor"] == "classifier:digits" and results[run]["resolution"] == 8
+    (logged,) = [r for r in read_metrics(run) if "fid/classifier:digits" in r]  # same seed, latents and G_ema
+    assert results[run]["fid/classifier:digits"] == pytest.approx(logged["fid/classifier:digits"], rel=1e-6)
+    floor = results["real-data floor: digits"]
+    assert floor["samples"] == 898 and 0 < floor["fid/classifier:digits"] < results[run]["fid/classifier:digits"]
+    toy = run_cli("fid", tiny_runs["toy"], "--samples", "100")
+    assert toy.returncode == 0 and "W1 " in toy.stdout and "modes covered" in toy.stdout
+    bad = run_cli("fid", run, "--extractor", "inception")
+    assert bad.returncode == 2 and "extractor: 'inception' needs a weights file" in bad.stderr

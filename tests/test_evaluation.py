@@ -1,0 +1,52 @@
+"""FID/KID and toy metrics during training: named records in metrics.jsonl, no effect on the run."""
+
+import pytest
+import torch
+
+from fastreg.train.config import ConfigError, TrainConfig
+from fastreg.train.metrics_log import read_metrics
+from fastreg.train.trainer import Trainer
+
+DIGITS8 = dict(data="digits", resolution=8, width=8, z_dim=8, batch_size=16, steps=5, log_every=1,
+               sample_every=1000, checkpoint_every=1000, ema=0.9)
+
+
+def train_and_read(tmp_path, name, **fields):
+    trainer = Trainer(TrainConfig(out=str(tmp_path / name), **fields))
+    trainer.train()
+    return trainer, read_metrics(trainer.config.out)
+
+
+def test_fid_records_name_the_extractor_and_leave_training_unchanged(tmp_path):
+    evaluated, records = train_and_read(tmp_path, "eval", **DIGITS8, eval_every=2, eval_samples=64)
+    plain, plain_records = train_and_read(tmp_path, "plain", **DIGITS8)
+    fid_records = [r for r in records if "fid/classifier:digits" in r]
+    assert [r["step"] for r in fid_records] == [2, 4, 5]  # every 2 steps and the last
+    for r in fid_records:
+        assert set(r) == {"step", "fid/classifier:digits", "kid/classifier:digits", "kid_std/classifier:digits",
+                          "eval_seconds"}
+        assert r["fid/classifier:digits"] > 0
+    losses = [(r["step"], r["d_loss"], r["g_loss"]) for r in records if "d_loss" in r]
+    assert losses == [(r["step"], r["d_loss"], r["g_loss"]) for r in plain_records]
+    for module, reference in ((evaluated.G, plain.G), (evaluated.D, plain.D), (evaluated.G_ema, plain.G_ema)):
+        for p, q in zip(module.state_dict().values(), reference.state_dict().values()):
+            assert torch.equal(p, q)
+
+
+def test_toy_runs_log_wasserstein_and_mode_coverage(tmp_path):
+    _, records = train_and_read(tmp_path, "toy", data="misspecified3d", model="mlp", z_dim=4, batch_size=32, steps=3,
+                                log_every=3, sample_every=1000, checkpoint_every=1000, eval_every=3, eval_samples=200)
+    (toy,) = [r for r in records if "wasserstein_1" in r]
+    assert toy["step"] == 3 and 0 <= toy["modes_covered"] <= 7 and 0 <= toy["high_quality"] <= 1
+    assert toy["wasserstein_1"] > 0 and not any(k.startswith("fid") for k in toy)
+
+
+@pytest.mark.parametrize("fields,message", [
+    ({"eval_every": -1}, "eval_every:"), ({"eval_samples": 1}, "eval_samples:"),
+    ({"eval_extractor": "fid"}, "eval_extractor:"),
+    ({"eval_extractor": "classifier", "data": "ring8", "model": "mlp"}, "eval_extractor:"),
+    ({"eval_extractor": "inception:/nonexistent/w.pth", "eval_every": 10}, "eval_extractor: no Inception weights"),
+])
+def test_bad_evaluation_fields_are_named(fields, message):
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        TrainConfig(**fields).validate()
