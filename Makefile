@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
-DEV_DEPS := numpy scipy scikit-learn matplotlib pyyaml tqdm pytest pytest-benchmark expecttest
+DEV_DEPS := numpy scipy scikit-learn matplotlib pyyaml tqdm pytest pytest-benchmark expecttest hypothesis
 CMAKE_BUILD := build/cmake
 JOBS ?= 2
 
