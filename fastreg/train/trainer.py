@@ -34,7 +34,7 @@ from .. import losses, models, regularizers, schedules
 from ..metrics.evaluation import Evaluator, describe
 from . import build, distributed
 from .batches import BatchStream
-from .checkpoint import DamagedCheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
+from .checkpoint import DamagedCheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, from_dict, save_yaml, to_dict
 from .metrics_log import MetricsLog, _jsonable
 from .nonfinite import NonFiniteError, NonFiniteGuard
