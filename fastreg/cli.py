@@ -163,6 +163,8 @@ def run_fid(args: argparse.Namespace) -> int:
             evaluators[args.data] = Evaluator(dataset, args.data, 1, args.samples, args.extractor, args.device or "cpu",
                                               seed=args.seed or 0)
         for name, evaluator in evaluators.items():
+            if evaluator.extractor is None:  # toy runs: no features, no floor
+                continue
             floor = evaluator.real_floor()
             half = len(evaluator.real_features) // 2
             results[f"real-data floor: {name}"] = {"samples": half, **_provenance(evaluator), **floor}

@@ -220,7 +220,8 @@ def test_fid_cli_reproduces_the_logged_evaluation(tiny_runs, tmp_path):
     assert results[run]["fid/classifier:digits"] == pytest.approx(logged["fid/classifier:digits"], rel=1e-6)
     floor = results["real-data floor: digits"]
     assert floor["samples"] == 898 and 0 < floor["fid/classifier:digits"] < results[run]["fid/classifier:digits"]
-    toy = run_cli("fid", tiny_runs["toy"], "--samples", "100")
-    assert toy.returncode == 0 and "W1 " in toy.stdout and "modes covered" in toy.stdout
+    toy = run_cli("fid", tiny_runs["toy"], "--samples", "100", "--floor")  # no features: no floor line
+    assert toy.returncode == 0, toy.stderr
+    assert "W1 " in toy.stdout and "modes covered" in toy.stdout and "floor" not in toy.stdout
     bad = run_cli("fid", run, "--extractor", "inception")
     assert bad.returncode == 2 and "extractor: 'inception' needs a weights file" in bad.stderr
