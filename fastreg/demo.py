@@ -122,8 +122,8 @@ def write_report(out: str, results: dict) -> str:
         for name, r in pair.items():
             sample = os.path.join(name, "samples", f"step_{r['config'].steps:06d}.png")
             lines += [f"**{name}** (final samples, EMA generator)", "", f"![{name}]({sample})", ""]
-    header = ("| run | steps | wall time (s) | steps/s | final D loss | final G loss | D grad norm | modes | high quality "
-              f"| FID[{DIGITS_EXTRACTOR}] | W1 | evaluation time (s) |")
+    header = ("| run | steps | wall time (s) | steps/s | final D loss | final G loss | D grad norm | modes "
+              f"| high quality | FID[{DIGITS_EXTRACTOR}] | W1 | evaluation time (s) |")
     lines += ["## Summary", "", header, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in results.items():
         final = r["final_eval"]
@@ -133,9 +133,9 @@ def write_report(out: str, results: dict) -> str:
                      f"{final.get(f'fid/{DIGITS_EXTRACTOR}', float('nan')):.2f} | "
                      f"{final.get('wasserstein_1', float('nan')):.4f} | {r['eval_seconds']:.1f} |".replace("nan", "-"))
     lines += ["", "Losses are means over the last logging window; 'modes' counts mixture modes that received at "
-              "least 10% of their share of high-quality samples (within 3 sigma) among 5,000 samples. FID and W1 are "
-              "the final evaluation's; the evaluation time (its set-up included: training the classifier unless cached, "
-              "real features) is part of the wall time.", ""]
+              "least 10% of their share of high-quality samples (within 3 sigma) among 5,000 samples. FID and W1 "
+              "are the final evaluation's; the evaluation time (set-up included: training the classifier unless "
+              "cached, real features) is part of the wall time.", ""]
     accuracy = next((r["classifier_accuracy"] for r in results.values() if "classifier_accuracy" in r), None)
     if accuracy is not None:
         lines += [f"The `{DIGITS_EXTRACTOR}` extractor is fastreg's digits classifier: {accuracy[0]:.1%} accuracy on "

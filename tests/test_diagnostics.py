@@ -38,7 +38,8 @@ class Affine(nn.Module):
 def test_interpolation_profile_of_a_linear_d():
     D = nn.Linear(6, 1).double()
     g = torch.Generator().manual_seed(0)
-    x_r, x_f = torch.randn(10, 6, generator=g, dtype=torch.float64), torch.randn(10, 6, generator=g, dtype=torch.float64)
+    x_r = torch.randn(10, 6, generator=g, dtype=torch.float64)
+    x_f = torch.randn(10, 6, generator=g, dtype=torch.float64)
     profile = interpolation_profile(D, x_r, x_f)
     assert profile["t"][0] == -0.5 and profile["t"][-1] == 1.5 and len(profile["t"]) == 41
     with torch.no_grad():

@@ -106,7 +106,8 @@ class InceptionFeatures(FeatureExtractor):
 def _inception_from_file(weights: str) -> nn.Module:
     from torchvision.models import inception_v3
 
-    model = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=False)
+    with torch.random.fork_rng(devices=[]):  # initialisation is overwritten; leave the caller's RNG alone
+        model = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=False)
     state = torch.load(weights, map_location="cpu", weights_only=True)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("AuxLogits.")]  # the auxiliary head is optional
