@@ -128,7 +128,8 @@ def _add_evaluation_commands(commands) -> None:
     fid.add_argument("--floor", action="store_true",
                      help="also score two disjoint halves of the real data against each other")
     fid.add_argument("--data", default="digits", help="dataset of --floor when no run is given (default: %(default)s)")
-    fid.add_argument("--resolution", type=int, default=32, help="resolution of --floor when no run is given (default: %(default)s)")
+    fid.add_argument("--resolution", type=int, default=32,
+                     help="resolution of --floor when no run is given (default: %(default)s)")
     fid.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     fid.add_argument("--device", default=None, help="cpu, cuda, ... (default: the run's)")
     diagnose = commands.add_parser("diagnose", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -175,6 +176,8 @@ def run_fid(args: argparse.Namespace) -> int:
             evaluators[args.data] = Evaluator(dataset, args.data, 1, args.samples, args.extractor, args.device or "cpu",
                                               seed=args.seed or 0)
         for name, evaluator in evaluators.items():
+            if evaluator.extractor is None:  # toy runs: no features, no floor
+                continue
             floor = evaluator.real_floor()
             half = len(evaluator.real_features) // 2
             results[f"real-data floor: {name}"] = {"samples": half, **_provenance(evaluator), **floor}

@@ -38,7 +38,8 @@ class Affine(nn.Module):
 def test_interpolation_profile_of_a_linear_d():
     D = nn.Linear(6, 1).double()
     g = torch.Generator().manual_seed(0)
-    x_r, x_f = torch.randn(10, 6, generator=g, dtype=torch.float64), torch.randn(10, 6, generator=g, dtype=torch.float64)
+    x_r = torch.randn(10, 6, generator=g, dtype=torch.float64)
+    x_f = torch.randn(10, 6, generator=g, dtype=torch.float64)
     profile = interpolation_profile(D, x_r, x_f)
     assert profile["t"][0] == -0.5 and profile["t"][-1] == 1.5 and len(profile["t"]) == 41
     with torch.no_grad():
@@ -220,7 +221,8 @@ def test_fid_cli_reproduces_the_logged_evaluation(tiny_runs, tmp_path):
     assert results[run]["fid/classifier:digits"] == pytest.approx(logged["fid/classifier:digits"], rel=1e-6)
     floor = results["real-data floor: digits"]
     assert floor["samples"] == 898 and 0 < floor["fid/classifier:digits"] < results[run]["fid/classifier:digits"]
-    toy = run_cli("fid", tiny_runs["toy"], "--samples", "100")
-    assert toy.returncode == 0 and "W1 " in toy.stdout and "modes covered" in toy.stdout
+    toy = run_cli("fid", tiny_runs["toy"], "--samples", "100", "--floor")  # no features: no floor line
+    assert toy.returncode == 0, toy.stderr
+    assert "W1 " in toy.stdout and "modes covered" in toy.stdout and "floor" not in toy.stdout
     bad = run_cli("fid", run, "--extractor", "inception")
     assert bad.returncode == 2 and "extractor: 'inception' needs a weights file" in bad.stderr

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from fastreg.metrics.classifier import load_or_train_classifier
 from fastreg.train.config import ConfigError, TrainConfig
 from fastreg.train.metrics_log import read_metrics
 from fastreg.train.trainer import Trainer
@@ -18,6 +19,8 @@ def train_and_read(tmp_path, name, **fields):
 
 
 def test_fid_records_name_the_extractor_and_leave_training_unchanged(tmp_path):
+    # The run loads the cached classifier (training it leaves the RNG alone too: test_extractors.py).
+    load_or_train_classifier("digits", 8)
     evaluated, records = train_and_read(tmp_path, "eval", **DIGITS8, eval_every=2, eval_samples=64)
     plain, plain_records = train_and_read(tmp_path, "plain", **DIGITS8)
     fid_records = [r for r in records if "fid/classifier:digits" in r]

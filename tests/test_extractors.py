@@ -1,6 +1,7 @@
 """FID feature extractors: the held-out digits classifier and its cache, specs, Inception from a file,
 and the Evaluator that the trainer and the CLI use."""
 
+import functools
 import os
 import socket
 
@@ -13,9 +14,20 @@ from fastreg.metrics.evaluation import Evaluator, describe
 from fastreg.metrics.extractors import INCEPTION_ENV, check_spec, make_extractor, resolve_spec
 
 
-@pytest.fixture(scope="session")
-def digits8_classifier():
-    """The first call in the session's private cache (conftest sets FASTREG_CACHE): it trains."""
+@pytest.fixture(scope="module")
+def classifier_cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("classifier_cache"))
+
+
+@pytest.fixture
+def digits8_classifier(classifier_cache, monkeypatch):
+    """The digits classifier at 8x8 in this module's own cache: trained by the module's first use."""
+    monkeypatch.setenv("FASTREG_CACHE", classifier_cache)
+    return first_call(classifier_cache)
+
+
+@functools.lru_cache
+def first_call(cache: str) -> clf.TrainedClassifier:
     state = torch.get_rng_state()
     result = clf.load_or_train_classifier("digits", 8)
     assert torch.equal(torch.get_rng_state(), state), "training must not move the global RNG"
@@ -48,7 +60,9 @@ def test_second_call_loads_the_cache_without_training(digits8_classifier, monkey
         raise AssertionError("retrained although the classifier is cached")
 
     monkeypatch.setattr(clf, "train_classifier", no_training)
+    state = torch.get_rng_state()
     again = clf.load_or_train_classifier("digits", 8)
+    assert torch.equal(torch.get_rng_state(), state), "loading must not move the global RNG"
     assert not again.trained_now and again.held_out_accuracy == digits8_classifier.held_out_accuracy
     x = data.get_dataset("digits", resolution=8).images[:20]
     with torch.no_grad():
@@ -85,7 +99,9 @@ def test_inception_needs_a_weights_file_and_never_downloads(tmp_path, monkeypatc
     weights = tmp_path / "inception_test.pth"
     torch.save(inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(), weights)
     monkeypatch.setenv(INCEPTION_ENV, str(weights))
+    state = torch.get_rng_state()
     extractor = make_extractor("auto", "digits", 8)
+    assert torch.equal(torch.get_rng_state(), state)
     assert extractor.name == "inception:inception_test"
     features = extractor(torch.rand(3, 1, 8, 8) * 2 - 1)
     assert features.shape == (3, 2048) and features.dtype == torch.float64

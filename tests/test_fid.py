@@ -117,7 +117,8 @@ def test_wasserstein_equals_brute_force_over_permutations():
     cost = torch.cdist(x.double(), y.double())
     best = min(sum(cost[i, s[i]].item() for i in range(6)) / 6 for s in itertools.permutations(range(6)))
     assert wasserstein_distance(x, y) == pytest.approx(best, rel=1e-12)
-    best2 = min(math.sqrt(sum(cost[i, s[i]].item() ** 2 for i in range(6)) / 6) for s in itertools.permutations(range(6)))
+    best2 = min(math.sqrt(sum(cost[i, s[i]].item() ** 2 for i in range(6)) / 6)
+                for s in itertools.permutations(range(6)))
     assert wasserstein_distance(x, y, p=2) == pytest.approx(best2, rel=1e-12)
     with pytest.raises(ValueError, match="^y:"):
         wasserstein_distance(x, y[:5])

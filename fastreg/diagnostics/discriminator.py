@@ -37,7 +37,9 @@ class RealSampler:
             return self.dataset.sample(n)
         index = torch.randint(len(self.dataset), (n,), generator=self.generator)
         images = getattr(self.dataset, "images", None)
-        return images[index] if isinstance(images, torch.Tensor) else torch.stack([self.dataset[int(i)][0] for i in index])
+        if isinstance(images, torch.Tensor):
+            return images[index]
+        return torch.stack([self.dataset[int(i)][0] for i in index])
 
 
 def placement(module: nn.Module) -> dict:

@@ -49,45 +49,26 @@ class DiagnoseOptions:
 def diagnose(run_dir: str, out: str | None = None, other: str | None = None,
              options: DiagnoseOptions | None = None, device: str | None = None) -> str:
     """Run the diagnostics on ``run_dir`` (and the cross-test against ``other``); returns report.md's path."""
-    options = options or DiagnoseOptions()
+    o = options or DiagnoseOptions()
     out = out or os.path.join(run_dir, "diagnostics")
     os.makedirs(out, exist_ok=True)
     overrides = {"device": device} if device else {}
     trainer = load_trainer(run_dir, overrides=overrides)
-    c, o = trainer.config, options
-    real = RealSampler(trainer.real.dataset, o.seed)
+    c = trainer.config
     G, D = (copy.deepcopy(m).train() for m in (trainer.G, trainer.D))
-    rng = torch.Generator().manual_seed(o.seed)
+    real = RealSampler(trainer.real.dataset, o.seed)
     results = {"run": run_dir, "step": trainer.step, "options": vars(o)}
 
     evaluator = Evaluator(trainer.real.dataset, c.data, c.z_dim, o.samples, o.extractor, trainer.device, o.seed,
                           root=c.data_root)
     results["quality"] = evaluator(lambda z: trainer.sample(z.to(trainer.device, trainer.dtype)))
-
-    vanishing, fresh_D = {}, None
-    for path in list_checkpoints(run_dir) if o.all_checkpoints else [latest_checkpoint(run_dir)]:
-        state = load_checkpoint(path, map_location=trainer.device)
-        G_t = copy.deepcopy(G)
-        G_t.load_state_dict(state["G"])
-        torch.manual_seed(o.seed)
-        records, fresh_D = vanishing_gradients(G_t, fresh_discriminator(trainer), real, o.d_steps,
-                                               o.record_every, seed=o.seed)
-        vanishing[f"G at step {state['step']}"] = records
+    vanishing, fresh_D = vanishing_over_checkpoints(trainer, G, real, o)
     results["vanishing_gradients"] = {label: [r._asdict() for r in records] for label, records in vanishing.items()}
-
-    x_real, x_fake = real(o.samples), generate(G, o.samples, rng)
-    discriminators = {"run's D": D,
-                      f"run's D + {o.k} D steps": train_discriminator(copy.deepcopy(D), G, real, o.k, rng),
-                      f"fresh D ({o.d_steps} steps)": fresh_D}
-    results["histograms"] = {label: output_histograms(logits(d, x_real), logits(d, x_fake))
-                             for label, d in discriminators.items()}
-    pairs = (x_real[:PAIRS], x_fake[:PAIRS])
-    results["interpolation"] = {label: interpolation_profile(discriminators[label], *pairs)
-                                for label in ("run's D", f"fresh D ({o.d_steps} steps)")}
-
+    results.update(discriminator_views(G, D, fresh_D, real, o))
     if other:
         results["cross_test"] = cross_test_runs(trainer, G, D, load_trainer(other, overrides=overrides), o)
         results["other"] = other
+
     figures = {
         "histograms": plots.plot_histograms(results["histograms"], os.path.join(out, "d_output_histograms.png")),
         "interpolation": plots.plot_interpolation(results["interpolation"], os.path.join(out, "interpolation.png")),
@@ -96,6 +77,38 @@ def diagnose(run_dir: str, out: str | None = None, other: str | None = None,
     with open(os.path.join(out, "diagnostics.json"), "w") as f:
         json.dump(results, f, indent=1)
     return write_report(out, results, figures)
+
+
+def vanishing_over_checkpoints(trainer: Trainer, G, real: RealSampler, o: DiagnoseOptions):
+    """Arjovsky & Bottou's experiment for G of the newest (or every kept) checkpoint, each with a fresh D
+    (seeded); returns ``{label: records}`` and the fresh D trained against the newest G."""
+    paths = list_checkpoints(trainer.config.out) if o.all_checkpoints else [latest_checkpoint(trainer.config.out)]
+    vanishing, fresh_D = {}, None
+    for path in paths:
+        state = load_checkpoint(path, map_location=trainer.device)
+        G_t = copy.deepcopy(G)
+        G_t.load_state_dict(state["G"])
+        torch.manual_seed(o.seed)
+        records, fresh_D = vanishing_gradients(G_t, fresh_discriminator(trainer), real, o.d_steps,
+                                               o.record_every, seed=o.seed)
+        vanishing[f"G at step {state['step']}"] = records
+    return vanishing, fresh_D
+
+
+def discriminator_views(G, D, fresh_D, real: RealSampler, o: DiagnoseOptions) -> dict:
+    """Logit histograms of the run's D, of that D after k more steps and of the fresh D; interpolation
+    profiles of the run's and the fresh D. All on the same real and generated samples."""
+    rng = torch.Generator().manual_seed(o.seed)
+    x_real, x_fake = real(o.samples), generate(G, o.samples, rng)
+    fresh = f"fresh D ({o.d_steps} steps)"
+    discriminators = {"run's D": D,
+                      f"run's D + {o.k} D steps": train_discriminator(copy.deepcopy(D), G, real, o.k, rng),
+                      fresh: fresh_D}
+    pairs = (x_real[:PAIRS], x_fake[:PAIRS])
+    return {"histograms": {label: output_histograms(logits(d, x_real), logits(d, x_fake))
+                           for label, d in discriminators.items()},
+            "interpolation": {label: interpolation_profile(discriminators[label], *pairs)
+                              for label in ("run's D", fresh)}}
 
 
 def fresh_discriminator(trainer: Trainer) -> torch.nn.Module:

@@ -8,7 +8,8 @@ only with FIDs from the same extractor, which is why every result names it.
 
 The split is held out properly: a stratified 20% of every class (fixed seed) is never trained on
 and gives the reported accuracy. Training is seeded and runs inside ``torch.random.fork_rng``, so
-it neither depends on nor disturbs the caller's random state. The trained weights and their
+it neither depends on nor disturbs the caller's random state (nor does building a model to load).
+The trained weights and their
 accuracy are cached as ``$FASTREG_CACHE/classifiers/<dataset>-r<resolution>-v<version>.pt``
 (``FASTREG_CACHE`` defaults to ``~/.cache/fastreg``); a second call loads them.
 """
@@ -158,7 +159,8 @@ def load_or_train_classifier(dataset: str, resolution: int, root: str | None = N
     path = cache_path(dataset, resolution)
     if os.path.exists(path):
         state = torch.load(path, map_location="cpu", weights_only=True)
-        model = ImageClassifier(state["channels"], state["classes"], resolution)
+        with torch.random.fork_rng(devices=[]):  # initialisation is overwritten; leave the caller's RNG alone
+            model = ImageClassifier(state["channels"], state["classes"], resolution)
         model.load_state_dict(state["model"])
         return TrainedClassifier(model.eval(), dataset, resolution, state["held_out_accuracy"],
                                  state["held_out_count"], path, trained_now=False)

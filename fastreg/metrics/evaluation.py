@@ -51,6 +51,7 @@ class Evaluator:
                  kid_subsets: int = EVAL_KID_SUBSETS):
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
             raise ValueError(f"samples: must be an integer >= 2, got {samples!r}")
+        start = time.perf_counter()
         self.samples, self.kid_subsets, self.seed = samples, kid_subsets, seed
         self.latents = torch.randn(samples, z_dim, generator=torch.Generator().manual_seed(seed))
         self.mixture = dataset if hasattr(dataset, "sample") else None
@@ -59,12 +60,12 @@ class Evaluator:
             from .. import data
 
             self.reference = data.get_dataset(data_name, seed=seed + REFERENCE_SEED_OFFSET).sample(samples)
-            if extractor == "auto":
-                return  # toy metrics only
-        images = self.reference if self.mixture is not None else real_images(dataset, REAL_REFERENCE_MAX, seed)
-        resolution = images.shape[-1] if images.dim() == 4 else None
-        self.extractor = make_extractor(extractor, data_name, resolution, device, root=root)
-        self.real_features = self.extractor(images)
+        if self.mixture is None or extractor != "auto":  # toy mixtures: FID only when asked for
+            images = self.reference if self.mixture is not None else real_images(dataset, REAL_REFERENCE_MAX, seed)
+            resolution = images.shape[-1] if images.dim() == 4 else None
+            self.extractor = make_extractor(extractor, data_name, resolution, device, root=root)
+            self.real_features = self.extractor(images)
+        self.setup_seconds = time.perf_counter() - start  # extractor (training it, if not cached) and real side
 
     def generate(self, sample: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """The generator's samples of the fixed latents, on the CPU."""
@@ -102,14 +103,16 @@ class Evaluator:
 
 
 def describe(result: dict) -> str:
-    """One line: ``FID[classifier:digits] 12.3  KID[classifier:digits] 0.0123 +- 0.0010 ...``."""
+    """One line: ``FID[classifier:digits] 12.3  KID[classifier:digits] 0.0123 +- 0.0010 ...`` (the KID's spread over
+    subsets when there were several)."""
     parts = []
     for key, value in result.items():
         kind, _, name = key.partition("/")
         if kind == "fid":
             parts.append(f"FID[{name}] {value:.3f}")
         elif kind == "kid":
-            parts.append(f"KID[{name}] {value:.5f} +- {result.get(f'kid_std/{name}', 0.0):.5f}")
+            spread = result.get(f"kid_std/{name}", 0.0)
+            parts.append(f"KID[{name}] {value:.5f}" + (f" +- {spread:.5f}" if spread else ""))
         elif key == "wasserstein_1":
             parts.append(f"W1 {value:.4f}")
         elif key in ("modes_covered", "high_quality"):

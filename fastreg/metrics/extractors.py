@@ -106,7 +106,8 @@ class InceptionFeatures(FeatureExtractor):
 def _inception_from_file(weights: str) -> nn.Module:
     from torchvision.models import inception_v3
 
-    model = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=False)
+    with torch.random.fork_rng(devices=[]):  # initialisation is overwritten; leave the caller's RNG alone
+        model = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=False)
     state = torch.load(weights, map_location="cpu", weights_only=True)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("AuxLogits.")]  # the auxiliary head is optional
@@ -148,7 +149,8 @@ def resolve_spec(spec: str, data: str | None) -> str:
 
 def make_extractor(spec: str = "auto", data: str | None = None, resolution: int | None = None,
                    device: torch.device | str = "cpu", root: str | None = None) -> FeatureExtractor:
-    """The extractor of ``spec`` for samples of dataset ``data`` at ``resolution`` (see the module doc)."""
+    """The extractor of ``spec`` for samples of dataset ``data`` at ``resolution`` (see the module doc);
+    ``root`` is ``data``'s folder (used when the classifier is trained on ``data`` itself)."""
     spec = resolve_spec(spec, data)
     kind, _, argument = spec.partition(":")
     if kind == "raw":
@@ -161,4 +163,4 @@ def make_extractor(spec: str = "auto", data: str | None = None, resolution: int 
         return InceptionFeatures(weights, device)
     if resolution is None:
         raise ValueError(f"resolution: the {spec} extractor needs the images' resolution")
-    return ClassifierFeatures(argument, resolution, device, root=root)
+    return ClassifierFeatures(argument, resolution, device, root=root if argument == data else None)
