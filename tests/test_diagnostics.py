@@ -13,9 +13,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from fastreg import data, losses
+from fastreg import data, losses, regularizers
 from fastreg.diagnostics import (RealSampler, confusion, cross_test, generate, generator_gradient_norms,
-                                 interpolation_profile, output_histograms, train_discriminator, vanishing_gradients)
+                                 interpolation_profile, output_histograms, overlap_coefficient, train_discriminator,
+                                 vanishing_gradients)
 from fastreg.train.config import TrainConfig
 from fastreg.train.metrics_log import read_metrics
 from fastreg.train.trainer import train
@@ -72,6 +73,21 @@ def test_output_histograms_count_and_score():
     assert (h["real"], h["fake"]) == ([0, 1, 0, 1, 2], [1, 1, 1, 0, 0])
     assert h["accuracy"] == pytest.approx(5 / 7)  # 3 real called real, 2 fake called fake
     assert (h["real_mean"], h["fake_mean"]) == (pytest.approx(1.25), pytest.approx(-2.5 / 3))
+    # masses real (0, 1/4, 0, 1/4, 1/2), fake (1/3, 1/3, 1/3, 0, 0): overlap min(1/4, 1/3) in bin 2 only
+    assert h["overlap"] == pytest.approx(0.25, abs=1e-15)
+
+
+def test_overlap_coefficient_identical_disjoint_and_partial():
+    assert overlap_coefficient([3, 0, 5, 2], [3, 0, 5, 2]) == 1.0
+    assert overlap_coefficient([1, 2, 3], [2, 4, 6]) == 1.0  # proportional counts: the same masses
+    assert overlap_coefficient([4, 6, 0, 0], [0, 0, 1, 9]) == 0.0
+    # p = (0.5, 0.5, 0), q = (0.2, 0.3, 0.5): min = 0.2 + 0.3 + 0
+    assert overlap_coefficient([1, 1, 0], [2, 3, 5]) == pytest.approx(0.5, abs=1e-15)
+    v = torch.randn(500, generator=torch.Generator().manual_seed(0))
+    assert output_histograms(v, v.clone())["overlap"] == 1.0
+    assert output_histograms(v.abs() + 1, -v.abs() - 1)["overlap"] == 0.0
+    with pytest.raises(ValueError, match="q: expected 2 bins"):
+        overlap_coefficient([1, 2], [1, 2, 3])
 
 
 def test_cross_test_on_hand_built_models():
@@ -119,7 +135,8 @@ def test_minimax_gradient_vanishes_as_d_separates():
     assert nonsat[0] < nonsat[1] < nonsat[2]
 
 
-def test_train_discriminator_equals_hand_written_steps():
+def _replay_d_steps(loss_variant, **train_kwargs):
+    """train_discriminator's D after 3 steps, and a copy trained by hand-written steps of ``variant``'s loss."""
     mixture = data.get_dataset("ring8", seed=3)
     G = nn.Sequential(nn.Linear(2, 2)).double()
     G.z_dim = 2
@@ -127,19 +144,86 @@ def test_train_discriminator_equals_hand_written_steps():
     D_ref = copy.deepcopy(D)
     seen = []
     train_discriminator(D, G, RealSampler(mixture), 3, torch.Generator().manual_seed(4), batch_size=16,
-                        on_step=lambda t, d: seen.append(t))
+                        on_step=lambda t, d: seen.append(t), **train_kwargs)
     assert seen == [0, 1, 2, 3]
-    replay_real, replay_z = data.get_dataset("ring8", seed=3), torch.Generator().manual_seed(4)
+    replay_real, replay = data.get_dataset("ring8", seed=3), torch.Generator().manual_seed(4)
     optimizer = torch.optim.Adam(D_ref.parameters(), lr=2e-4, betas=(0.5, 0.999))
     for _ in range(3):
         with torch.no_grad():
-            fake = G(torch.randn(16, 2, generator=replay_z).double())
-        loss = losses.d_loss("ns", D_ref(replay_real.sample(16).double()).reshape(-1), D_ref(fake).reshape(-1))
+            fake = G(torch.randn(16, 2, generator=replay).double())
+        real = replay_real.sample(16).double()
+        sigma = train_kwargs.get("noise", 0.0)
+        if sigma:  # x + sigma xi on both inputs, from the latents' generator
+            real, fake = (regularizers.instance_noise(x, sigma, replay) for x in (real, fake))
+        loss = losses.d_loss(loss_variant, D_ref(real).reshape(-1), D_ref(fake).reshape(-1))
+        if loss_variant == "wgan-gp":  # lambda = 10, interpolation weights from the same generator
+            loss = loss + 10 * regularizers.gradient_penalty(D_ref, real, fake, generator=replay)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        if loss_variant == "wgan":
+            with torch.no_grad():
+                for p in D_ref.parameters():
+                    p.clamp_(-0.01, 0.01)
+    return D, D_ref
+
+
+@pytest.mark.parametrize("variant", ["ns", "lsgan", "wgan", "wgan-gp", "bgan", "fgan:kl"])
+def test_train_discriminator_equals_hand_written_steps(variant):
+    kwargs = {} if variant == "ns" else {"variant": variant}  # ns: the default, as older callers use it
+    D, D_ref = _replay_d_steps(variant, **kwargs)
     for p, q in zip(D.parameters(), D_ref.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-14)
+    if variant == "wgan":
+        assert max(p.abs().max().item() for p in D.parameters()) <= 0.01
+
+
+def test_train_discriminator_noise_is_instance_noise_on_both_inputs():
+    D, D_ref = _replay_d_steps("ns", noise=0.5)
+    for p, q in zip(D.parameters(), D_ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-14)
+    D_clean, _ = _replay_d_steps("ns")
+    assert not torch.equal(D.state_dict()["0.weight"], D_clean.state_dict()["0.weight"])
+
+
+def test_train_discriminator_rejects_vral_and_unknown_variants():
+    G, D = nn.Linear(2, 2), nn.Linear(2, 1)
+    G.z_dim = 2
+    real = RealSampler(data.get_dataset("ring8"))
+    with pytest.raises(ValueError, match="variant: 'vral'"):
+        train_discriminator(D, G, real, 1, torch.Generator(), variant="vral")
+    with pytest.raises(ValueError, match="unknown variant 'wgan-xx'"):
+        train_discriminator(D, G, real, 1, torch.Generator(), variant="wgan-xx")
+
+
+class Offset(nn.Module):
+    """A generator of points around (4, 4), off the ring8 mixture (radius 2): separable toy data."""
+
+    z_dim = 2
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 2)
+
+    def forward(self, z):
+        return self.lin(z) + 4.0
+
+
+def test_minimax_gradient_vanishes_as_a_trained_d_improves_unless_noise(one_thread):
+    """Arjovsky & Bottou Thm 2.4 with a trained D: on separable data the fresh D becomes perfect and
+    ||grad E log(1 - D(G(z)))|| falls by over 10x; with instance noise (sigma = 3, Sec. 3.1) the noisy
+    distributions overlap, D stays imperfect and the final gradient is far larger."""
+    ring = RealSampler(data.get_dataset("ring8", seed=0))
+    runs = {}
+    for sigma in (0.0, 3.0):
+        torch.manual_seed(0)
+        G, D = Offset(), nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 1))
+        runs[sigma], _ = vanishing_gradients(G, D, ring, d_steps=300, every=100, batches=2, noise=sigma, lr=3e-2)
+    clean, noisy = runs[0.0], runs[3.0]
+    assert clean[-1].d_accuracy == 1.0 and clean[-1].minimax_mean < clean[0].minimax_mean / 10
+    assert clean[-1].minimax_mean < clean[1].minimax_mean < clean[0].minimax_mean  # falls as D improves
+    assert clean[-1].nonsat_mean > clean[0].nonsat_mean  # the -log D cost's gradient does not vanish
+    assert noisy[-1].d_accuracy < 0.9 and noisy[-1].minimax_mean > 10 * clean[-1].minimax_mean
 
 
 def test_vanishing_gradients_records_and_leaves_g_alone():

@@ -1,7 +1,8 @@
 """The diagnostics of the papers fastreg builds on (DESIGN.md section 7), for your own models.
 
-- :func:`output_histograms`, :func:`train_discriminator` (:mod:`.discriminator`): D's logits on
-  real and fake samples, and D training against a frozen G (Grewal, Hjelm, Bengio 2018).
+- :func:`output_histograms`, :func:`overlap_coefficient`, :func:`train_discriminator`
+  (:mod:`.discriminator`): D's logits on real and fake samples, their histograms' overlap, and D
+  training against a frozen G with a chosen variant's loss (Grewal, Hjelm, Bengio 2018).
 - :func:`interpolation_profile` (:mod:`.interpolation`): D and its input gradient along
   real-fake lines (Grewal et al. 2018, fig. 3).
 - :func:`vanishing_gradients` (:mod:`.vanishing`): G's gradient under a fresh D (Arjovsky &
@@ -13,11 +14,12 @@ FID/KID and toy metrics live in :mod:`fastreg.metrics`.
 """
 
 from .cross_test import Confusion, CrossTest, confusion, cross_test
-from .discriminator import RealSampler, generate, logits, output_histograms, train_discriminator
+from .discriminator import (RealSampler, discriminator_loss, generate, logits, output_histograms, overlap_coefficient,
+                            train_discriminator)
 from .interpolation import interpolation_profile
 from .report import DiagnoseOptions, diagnose
 from .vanishing import GradientRecord, generator_gradient_norms, vanishing_gradients
 
 __all__ = ["Confusion", "CrossTest", "DiagnoseOptions", "GradientRecord", "RealSampler", "confusion", "cross_test",
-           "diagnose", "generate", "generator_gradient_norms", "interpolation_profile", "logits",
-           "output_histograms", "train_discriminator", "vanishing_gradients"]
+           "diagnose", "discriminator_loss", "generate", "generator_gradient_norms", "interpolation_profile", "logits",
+           "output_histograms", "overlap_coefficient", "train_discriminator", "vanishing_gradients"]

@@ -4,10 +4,15 @@
   picture of Grewal, Hjelm, Bengio 2018 ("Variance Regularizing Adversarial Learning", figs.
   1-2): an unregularized D trained k:1 (k = 50 there) pushes the two histograms apart until they
   no longer overlap.
-- :func:`train_discriminator`: D steps with the logistic loss ``softplus(-v_r) + softplus(v_f)``
-  against a *frozen* generator: both the k extra D steps of the k:1 picture and the fresh D of the
-  vanishing-gradient experiment (Arjovsky & Bottou 2017) use it. Adam 2e-4, betas (0.5, 0.999),
-  the DCGAN recipe of both papers.
+- :func:`overlap_coefficient`: how much two histograms on shared bins overlap,
+  ``OVL = sum_i min(p_i, q_i)`` for the normalized bin masses ``p``, ``q`` (1 for identical
+  histograms, 0 for disjoint ones; the overlapping coefficient of Inman & Bradley 1989, here on
+  binned masses). :func:`output_histograms` reports it as ``"overlap"``.
+- :func:`train_discriminator`: D steps against a *frozen* generator with a chosen variant's D loss
+  (default the logistic loss ``softplus(-v_r) + softplus(v_f)`` of ``ns``): both the k extra D steps
+  of the k:1 picture and the fresh D of the vanishing-gradient experiment (Arjovsky & Bottou 2017)
+  use it. Adam 2e-4, betas (0.5, 0.999), the DCGAN recipe of both papers, for every variant;
+  optional instance noise on D's inputs.
 
 Modules are used in the mode they are given (train or eval); the diagnostics draw their own
 randomness from seeded generators (network initialisation aside).
@@ -20,7 +25,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from .. import losses
+from .. import losses, regularizers
 
 D_LR, D_BETAS = 2e-4, (0.5, 0.999)
 BATCH = 64
@@ -61,9 +66,25 @@ def logits(D: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor
         return torch.cat([D(chunk.to(**placement(D))).reshape(-1).double().cpu() for chunk in x.split(batch_size)])
 
 
+def overlap_coefficient(p: torch.Tensor | list, q: torch.Tensor | list) -> float:
+    r"""Overlap of two histograms on the same bins: :math:`\mathrm{OVL} = \sum_i \min(p_i, q_i)` with
+    :math:`p_i = c_i / \sum_j c_j` (likewise :math:`q`) the normalized bin masses of the counts ``p``, ``q``.
+
+    1 for identical (or proportional) histograms, 0 when no bin holds mass of both; the overlapping
+    coefficient of two densities (Inman & Bradley 1989) on binned masses.
+    """
+    p, q = (torch.as_tensor(c, dtype=torch.float64).reshape(-1) for c in (p, q))
+    if p.shape != q.shape:
+        raise ValueError(f"q: expected {p.numel()} bins like p, got {q.numel()}")
+    if (p < 0).any() or (q < 0).any() or p.sum() <= 0 or q.sum() <= 0:
+        raise ValueError("p, q: bin counts must be non-negative with a positive total")
+    return torch.minimum(p / p.sum(), q / q.sum()).sum().clamp(max=1.0).item()
+
+
 def output_histograms(v_real: torch.Tensor, v_fake: torch.Tensor, bins: int = 50) -> dict:
-    """Histograms of real and fake logits on shared bins, with their means, spreads and D's accuracy
-    (real called real when v > 0, fake called fake when v <= 0; a 0.5 threshold on sigmoid(v))."""
+    """Histograms of real and fake logits on shared bins, with their means, spreads, D's accuracy
+    (real called real when v > 0, fake called fake when v <= 0; a 0.5 threshold on sigmoid(v)) and
+    the :func:`overlap_coefficient` of the two histograms (``"overlap"``)."""
     both = torch.cat([v_real, v_fake]).double()
     low, high = both.min().item(), both.max().item()
     if low == high:
@@ -74,19 +95,58 @@ def output_histograms(v_real: torch.Tensor, v_fake: torch.Tensor, bins: int = 50
         return torch.histc(v.double(), bins=bins, min=low, max=high).long().tolist()
 
     accuracy = ((v_real > 0).sum() + (v_fake <= 0).sum()).item() / (len(v_real) + len(v_fake))
-    return {"edges": edges.tolist(), "real": counts(v_real), "fake": counts(v_fake),
+    real, fake = counts(v_real), counts(v_fake)
+    return {"edges": edges.tolist(), "real": real, "fake": fake,
             "real_mean": v_real.mean().item(), "real_std": v_real.std().item(),
-            "fake_mean": v_fake.mean().item(), "fake_std": v_fake.std().item(), "accuracy": accuracy}
+            "fake_mean": v_fake.mean().item(), "fake_std": v_fake.std().item(), "accuracy": accuracy,
+            "overlap": overlap_coefficient(real, fake)}
+
+
+def check_variant(variant: str) -> str:
+    """``variant`` if :func:`train_discriminator` can train a D with it, else ValueError naming ``variant``."""
+    base, _ = losses.parse_variant(variant)
+    if base == "vral":
+        raise ValueError("variant: 'vral' trains D through meta-discriminators on its logits, which a D trained "
+                         "alone against a frozen G does not have; choose another variant "
+                         "(gan, ns, lsgan, wgan, wgan-gp, bgan, fgan:<div>)")
+    return variant
+
+
+def _draws_from(x: torch.Tensor, generator: torch.Generator) -> torch.Generator | None:
+    """``generator`` where it can draw on ``x``'s device, else None (the device's default generator)."""
+    return generator if generator.device == x.device else None
+
+
+def discriminator_loss(D: nn.Module, x_real: torch.Tensor, x_fake: torch.Tensor, variant: str = "ns",
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""The loss D minimizes under ``variant`` (:func:`fastreg.losses.d_loss` on D's logits); for
+    ``wgan-gp`` plus :math:`\lambda\,E(\lVert\nabla_x v(\hat x)\rVert - 1)^2`, :math:`\lambda = 10`
+    (Gulrajani et al. 2017, :func:`fastreg.regularizers.gradient_penalty`)."""
+    loss = losses.d_loss(variant, D(x_real).reshape(-1), D(x_fake).reshape(-1))
+    if variant == "wgan-gp":
+        loss = loss + regularizers.GP_LAMBDA * regularizers.gradient_penalty(D, x_real, x_fake, generator=generator)
+    return loss
 
 
 def train_discriminator(D: nn.Module, G: nn.Module, real: Callable[[int], torch.Tensor], steps: int,
                         generator: torch.Generator, batch_size: int = BATCH,
-                        on_step: Callable[[int, nn.Module], None] | None = None) -> nn.Module:
-    """``steps`` logistic-loss D steps (Adam 2e-4, betas (0.5, 0.999)) against the frozen ``G``.
+                        on_step: Callable[[int, nn.Module], None] | None = None, variant: str = "ns",
+                        noise: float = 0.0, lr: float = D_LR) -> nn.Module:
+    r"""``steps`` D steps (Adam, ``lr`` 2e-4, betas (0.5, 0.999)) against the frozen ``G``, minimizing
+    ``variant``'s D loss (:func:`discriminator_loss`; default ``ns``, the logistic loss
+    :math:`E_P\,\mathrm{softplus}(-v) + E_Q\,\mathrm{softplus}(v)`). ``wgan`` clamps D's weights to
+    [-0.01, 0.01] after each step (Arjovsky et al. 2017); ``vral`` is rejected (:func:`check_variant`).
+
+    ``noise`` > 0 adds instance noise :math:`x + \sigma\xi`, :math:`\xi \sim N(0, I)`, to D's real
+    and fake inputs (:func:`fastreg.regularizers.instance_noise`, Arjovsky & Bottou 2017 section 3.1).
+    Latents, noise (on CPU) and WGAN-GP's interpolation weights (on CPU) come from ``generator``.
 
     ``on_step(t, D)`` runs before the first step (t = 0) and after each step t = 1..steps.
     """
-    optimizer = torch.optim.Adam(D.parameters(), lr=D_LR, betas=D_BETAS)
+    check_variant(variant)
+    if not noise >= 0:
+        raise ValueError(f"noise: must be >= 0, got {noise}")
+    optimizer = torch.optim.Adam(D.parameters(), lr=lr, betas=D_BETAS)
     for t in range(steps + 1):
         if on_step is not None:
             on_step(t, D)
@@ -94,8 +154,13 @@ def train_discriminator(D: nn.Module, G: nn.Module, real: Callable[[int], torch.
             break
         x_fake = generate(G, batch_size, generator)
         x_real = real(batch_size).to(**placement(D))
-        loss = losses.d_loss("ns", D(x_real).reshape(-1), D(x_fake).reshape(-1))
+        if noise > 0:
+            x_real = regularizers.instance_noise(x_real, noise, _draws_from(x_real, generator))
+            x_fake = regularizers.instance_noise(x_fake, noise, _draws_from(x_fake, generator))
+        loss = discriminator_loss(D, x_real, x_fake, variant, _draws_from(x_real, generator))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if variant == "wgan":
+            regularizers.clip_weights_(D)
     return D

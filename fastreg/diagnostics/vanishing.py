@@ -11,6 +11,12 @@ steps measure the generator's gradient under both costs:
 
 Each record holds the mean and standard deviation of the gradient norm (over all of G's
 parameters) across several independent latent batches, and D's accuracy on one fresh batch.
+
+With instance noise :math:`\sigma` (Arjovsky & Bottou 2017, section 3.1: add :math:`\sigma\xi`,
+:math:`\xi \sim N(0, I)`, to everything D sees) the fresh D trains on noisy real and fake samples
+and the probe differentiates :math:`\log(1 - D(G(z) + \sigma\xi))`: the two noisy distributions
+overlap, D cannot become perfect, and the minimax gradient no longer vanishes. Every record draws
+the same noise (a generator re-seeded per record), so records differ only by D.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .discriminator import BATCH, generate, logits, placement, train_discriminator
+from .. import regularizers
+from .discriminator import BATCH, D_LR, generate, logits, placement, train_discriminator
 
 
 class GradientRecord(NamedTuple):
@@ -37,10 +44,13 @@ def _spread(values: torch.Tensor) -> float:
     return values.std().item() if len(values) > 1 else 0.0
 
 
-def generator_gradient_norms(G: nn.Module, D: nn.Module, z: torch.Tensor) -> tuple[float, float]:
-    """(||grad E log(1 - D(G(z)))||, ||grad E -log D(G(z))||) w.r.t. G's parameters, for one latent batch."""
+def generator_gradient_norms(G: nn.Module, D: nn.Module, z: torch.Tensor, noise: float = 0.0,
+                             generator: torch.Generator | None = None) -> tuple[float, float]:
+    """(||grad E log(1 - D(G(z)))||, ||grad E -log D(G(z))||) w.r.t. G's parameters, for one latent batch;
+    with ``noise`` = sigma > 0, D sees ``G(z) + sigma xi`` (``xi`` drawn with ``generator``)."""
     params = list(G.parameters())
-    v = D(G(z.to(**placement(G)))).reshape(-1)
+    x = regularizers.instance_noise(G(z.to(**placement(G))), noise, generator)
+    v = D(x).reshape(-1)
     norms = []
     for cost in (-F.softplus(v).mean(), F.softplus(-v).mean()):
         grads = torch.autograd.grad(cost, params, retain_graph=True, allow_unused=True)
@@ -51,11 +61,15 @@ def generator_gradient_norms(G: nn.Module, D: nn.Module, z: torch.Tensor) -> tup
 
 def vanishing_gradients(G: nn.Module, D: nn.Module, real: Callable[[int], torch.Tensor], d_steps: int = 500,
                         every: int = 25, batches: int = 5, batch_size: int = BATCH,
-                        seed: int = 0) -> tuple[list[GradientRecord], nn.Module]:
-    """Train the fresh ``D`` for ``d_steps`` against the frozen ``G``, recording every ``every`` steps
-    (and at step 0); returns the records and the trained D. G's parameters are never updated."""
+                        seed: int = 0, noise: float = 0.0, lr: float = D_LR) -> tuple[list[GradientRecord], nn.Module]:
+    """Train the fresh ``D`` for ``d_steps`` (logistic loss, Adam ``lr``) against the frozen ``G``, recording
+    every ``every`` steps (and at step 0); returns the records and the trained D. G's parameters are never
+    updated. ``noise`` = sigma > 0: instance noise on D's inputs in training, in the gradient probe and in
+    the accuracy check (see the module docstring)."""
     if every < 1 or d_steps < 0:
         raise ValueError(f"every: must be >= 1 with d_steps >= 0, got every={every}, d_steps={d_steps}")
+    if not noise >= 0:
+        raise ValueError(f"noise: must be >= 0, got {noise}")
     probe = torch.Generator().manual_seed(seed + 1)  # the same latent batches at every record
     latents = [torch.randn(batch_size, G.z_dim, generator=probe) for _ in range(batches)]
     check_real, check_fake = real(batch_size), generate(G, batch_size, probe)
@@ -64,13 +78,19 @@ def vanishing_gradients(G: nn.Module, D: nn.Module, real: Callable[[int], torch.
     def record(t: int, D: nn.Module) -> None:
         if t % every and t != d_steps:
             return
-        minimax, nonsat = torch.tensor([generator_gradient_norms(G, D, z) for z in latents]).T
-        v_real, v_fake = logits(D, check_real), logits(D, check_fake)
+        draws = torch.Generator(placement(D)["device"]).manual_seed(seed + 2)  # the same noise at every record
+        minimax, nonsat = torch.tensor([generator_gradient_norms(G, D, z, noise, draws) for z in latents]).T
+
+        def seen(x: torch.Tensor) -> torch.Tensor:
+            return regularizers.instance_noise(x.to(**placement(D)), noise, draws) if noise > 0 else x
+
+        v_real, v_fake = logits(D, seen(check_real)), logits(D, seen(check_fake))
         accuracy = ((v_real > 0).sum() + (v_fake <= 0).sum()).item() / (2 * batch_size)
         records.append(GradientRecord(t, minimax.mean().item(), _spread(minimax), nonsat.mean().item(),
                                       _spread(nonsat), accuracy))
 
     G.requires_grad_(True)
-    train_discriminator(D, G, real, d_steps, torch.Generator().manual_seed(seed), batch_size, on_step=record)
+    train_discriminator(D, G, real, d_steps, torch.Generator().manual_seed(seed), batch_size, on_step=record,
+                        noise=noise, lr=lr)
     G.zero_grad(set_to_none=True)
     return records, D
