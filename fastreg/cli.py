@@ -7,13 +7,15 @@
 
 Exit status: 0 done, 2 bad input (config, data, paths, checkpoint), 3 stopped on a non-finite value.
     fastreg fid runs/x runs/y --floor               # FID/KID named by extractor (toy runs: W1, modes)
-    fastreg diagnose runs/x --other runs/y          # histograms, interpolation, vanishing gradients, cross-test
+    fastreg diagnose all runs/x --other runs/y      # histograms, interpolation, vanishing gradients, cross-test
+    fastreg diagnose vanishing runs/x --noise 0.5   # one diagnostic: <name>.png and <name>.json
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 import typing
@@ -132,22 +134,7 @@ def _add_evaluation_commands(commands) -> None:
                      help="resolution of --floor when no run is given (default: %(default)s)")
     fid.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     fid.add_argument("--device", default=None, help="cpu, cuda, ... (default: the run's)")
-    diagnose = commands.add_parser("diagnose", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                   help="D histograms, interpolation profile, vanishing gradients, cross-test")
-    diagnose.add_argument("run", metavar="RUN_DIR")
-    diagnose.add_argument("--other", metavar="RUN_DIR", default=argparse.SUPPRESS,
-                          help="a second run on the same data: Roth's cross-test")
-    diagnose.add_argument("--out", default=argparse.SUPPRESS, help="report folder (default: RUN_DIR/diagnostics)")
-    diagnose.add_argument("--k", type=int, default=50, help="extra D steps of the k:1 histogram")
-    diagnose.add_argument("--d-steps", type=int, default=500, help="D steps of the fresh D")
-    diagnose.add_argument("--record-every", type=int, default=25, help="vanishing-gradient record interval")
-    diagnose.add_argument("--samples", type=int, default=1000, help="samples per histogram side and for FID/KID")
-    diagnose.add_argument("--cross-samples", type=int, default=10_000, help="generated samples per model (cross-test)")
-    diagnose.add_argument("--all-checkpoints", action="store_true",
-                          help="vanishing gradients for every kept checkpoint, not only the newest")
-    diagnose.add_argument("--extractor", default="auto", help=extractor_help)
-    diagnose.add_argument("--seed", type=int, default=0, help="seed of latents, real draws and the fresh D")
-    diagnose.add_argument("--device", default=argparse.SUPPRESS, help="cpu, cuda, ... (default: the run's)")
+    _add_diagnose_command(commands)
 
 
 def run_fid(args: argparse.Namespace) -> int:
@@ -197,18 +184,119 @@ def _provenance(evaluator) -> dict:
 
 
 def run_diagnose(args: argparse.Namespace) -> int:
+    """``fastreg diagnose <diagnostic> ...``: one diagnostic (PNG + JSON) or ``all`` (the report)."""
     from .diagnostics import DiagnoseOptions, diagnose
+    from .diagnostics import commands
 
-    options = DiagnoseOptions(k=args.k, d_steps=args.d_steps, record_every=args.record_every, samples=args.samples,
-                              cross_samples=args.cross_samples, all_checkpoints=args.all_checkpoints,
-                              extractor=args.extractor, seed=args.seed)
-    report = diagnose(args.run, getattr(args, "out", None), getattr(args, "other", None), options,
-                      device=getattr(args, "device", None))
-    print(f"fastreg diagnose: report written to {report}")
+    runs = {"RUN_A": args.run_a, "RUN_B": args.run_b} if args.diagnostic == "cross-test" else {"RUN_DIR": args.run}
+    if getattr(args, "other", None) is not None:
+        runs["--other"] = args.other
+    for name, run in runs.items():
+        if not os.path.isdir(run):
+            print(f"fastreg diagnose {args.diagnostic}: {name}: no run folder {run!r}", file=sys.stderr)
+            return 2
+    out, device = getattr(args, "out", None), getattr(args, "device", None)
+    if args.diagnostic == "all":
+        options = DiagnoseOptions(k=args.k, d_steps=args.d_steps, record_every=args.record_every,
+                                  samples=args.samples, cross_samples=args.cross_samples,
+                                  all_checkpoints=args.all_checkpoints, extractor=args.extractor, seed=args.seed,
+                                  noise=args.noise)
+        report = diagnose(args.run, out, getattr(args, "other", None), options, device=device)
+        print(f"fastreg diagnose: report written to {report}")
+        return 0
+    if args.diagnostic == "histograms":
+        paths = commands.histograms_command(args.run, out, args.fixed_g, args.d_steps, getattr(args, "variant", None),
+                                            args.k, args.samples, args.seed, device)
+    elif args.diagnostic == "interpolation":
+        paths = commands.interpolation_command(args.run, out, args.pairs, args.seed, device)
+    elif args.diagnostic == "vanishing":
+        paths = commands.vanishing_command(args.run, out, args.d_steps, args.record_every, args.noise,
+                                           args.all_checkpoints, args.seed, device)
+    else:
+        paths = commands.cross_test_command(args.run_a, args.run_b, out, args.samples, args.seed, device)
+    for path in paths:
+        print(path)
     return 0
 
 
 EVALUATION_COMMANDS = {"fid": run_fid, "diagnose": run_diagnose}
+
+
+# --- the diagnose parser ---------------------------------------------------------------------------
+
+DIAGNOSTICS = ("histograms", "interpolation", "vanishing", "cross-test", "all")
+
+
+class _DiagnoseParser(argparse.ArgumentParser):
+    """``fastreg diagnose RUN_DIR ...`` (no diagnostic named, an existing folder first) means ``all``."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        if args and args[0] not in DIAGNOSTICS and not args[0].startswith("-") and os.path.isdir(args[0]):
+            args.insert(0, "all")
+        return super().parse_known_args(args, namespace)
+
+
+def _add_diagnose_command(commands) -> None:
+    from .metrics.extractors import INCEPTION_ENV, SPEC_HELP
+
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+    diagnose = commands.add_parser(
+        "diagnose", formatter_class=formatter,
+        help="D histograms, interpolation profile, vanishing gradients, cross-test",
+        description="The diagnostics of DESIGN.md section 7 on trained runs (their newest checkpoint). Each "
+                    "diagnostic writes <name>.png and <name>.json into --out; 'all' writes one report. "
+                    "'fastreg diagnose RUN_DIR ...' is 'fastreg diagnose all RUN_DIR ...'.")
+    diagnose.__class__ = _DiagnoseParser  # adds only the parse_known_args above; no state of its own
+    diagnostics = diagnose.add_subparsers(dest="diagnostic", required=True, metavar="DIAGNOSTIC",
+                                          parser_class=argparse.ArgumentParser)
+
+    def add(name: str, help_text: str, runs=("run",)) -> argparse.ArgumentParser:
+        p = diagnostics.add_parser(name, help=help_text, description=help_text, formatter_class=formatter)
+        for dest in runs:
+            p.add_argument(dest, metavar={"run": "RUN_DIR", "run_a": "RUN_A", "run_b": "RUN_B"}[dest])
+        p.add_argument("--out", default=argparse.SUPPRESS,
+                       help=f"output folder (default: {'RUN_A' if len(runs) > 1 else 'RUN_DIR'}/diagnostics)")
+        p.add_argument("--seed", type=int, default=0, help="seed of latents, real draws and the fresh D")
+        p.add_argument("--device", default=argparse.SUPPRESS, help="cpu, cuda, ... (default: the run's)")
+        return p
+
+    p = add("histograms", "D-output histograms on real and fake samples with their overlap coefficient "
+                          "(Grewal et al. 2018, figs. 1-2)")
+    p.add_argument("--fixed-g", action="store_true", help="also train a fresh D against the frozen G")
+    p.add_argument("--d-steps", type=int, default=500, help="D steps of the fresh D (--fixed-g)")
+    p.add_argument("--variant", default=argparse.SUPPRESS,
+                   help="D loss of the extra and the fresh D's steps: gan, ns, lsgan, wgan, wgan-gp, bgan, "
+                        "fgan:<div> (default: the run's variant)")
+    p.add_argument("--k", type=int, default=50, help="extra D steps of the run's D (the k:1 picture; 0: none)")
+    p.add_argument("--samples", type=int, default=1000, help="real and generated samples per histogram")
+    p = add("interpolation", "mean D logit and mean ||grad_x D|| along t x_real + (1 - t) G(z), "
+                             "t in [-0.5, 1.5] (Grewal et al. 2018, fig. 3)")
+    p.add_argument("--pairs", type=int, default=64, help="real-fake pairs")
+    p = add("vanishing", "G's gradient norms under a fresh D trained against the frozen G, log scale "
+                         "(Arjovsky & Bottou 2017, Thm 2.4/2.6)")
+    p.add_argument("--d-steps", type=int, default=500, help="D steps of the fresh D")
+    p.add_argument("--record-every", type=int, default=25, help="record interval (D steps)")
+    p.add_argument("--noise", type=float, default=0.0,
+                   help="> 0: also a run with instance noise of this sigma on D's inputs, on the same plot")
+    p.add_argument("--all-checkpoints", action="store_true", help="G of every kept checkpoint, not only the newest")
+    p = add("cross-test", "Roth et al. 2017's cross-test of two runs on the same data: confusion matrices and "
+                          "cross false-positive rates", runs=("run_a", "run_b"))
+    p.add_argument("--samples", type=int, default=10_000, help="generated samples per model")
+    p = add("all", "every diagnostic, FID/KID or toy metrics, as one report (report.md, diagnostics.json)")
+    p.add_argument("--other", metavar="RUN_DIR", default=argparse.SUPPRESS,
+                   help="a second run on the same data: Roth's cross-test")
+    p.add_argument("--k", type=int, default=50, help="extra D steps of the k:1 histogram")
+    p.add_argument("--d-steps", type=int, default=500, help="D steps of the fresh D")
+    p.add_argument("--record-every", type=int, default=25, help="vanishing-gradient record interval")
+    p.add_argument("--noise", type=float, default=0.0, help="> 0: vanishing gradients also with instance noise")
+    p.add_argument("--samples", type=int, default=1000, help="samples per histogram side and for FID/KID")
+    p.add_argument("--cross-samples", type=int, default=10_000, help="generated samples per model (cross-test)")
+    p.add_argument("--all-checkpoints", action="store_true",
+                   help="vanishing gradients for every kept checkpoint, not only the newest")
+    p.add_argument("--extractor", default="auto",
+                   help=f"FID/KID features: {SPEC_HELP}; Inception only from a local weights file "
+                        f"(inception:<file> or ${INCEPTION_ENV}), never downloaded")
 
 
 if __name__ == "__main__":

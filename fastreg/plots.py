@@ -44,7 +44,8 @@ def plot_histograms(histograms: dict[str, dict], path: str) -> str:
         edges = h["edges"]
         for kind, color in (("real", "C0"), ("fake", "C3")):
             ax.stairs(h[kind], edges, fill=True, alpha=0.5, color=color, label=kind)
-        ax.set_title(f"{label} (accuracy {h['accuracy']:.2f})", fontsize=9)
+        overlap = f", overlap {h['overlap']:.2f}" if "overlap" in h else ""
+        ax.set_title(f"{label}\n(accuracy {h['accuracy']:.2f}{overlap})", fontsize=9)
         ax.set_xlabel("D logit v")
     axes[0][0].legend(fontsize=8)
     return _save(fig, plt, path)
@@ -86,6 +87,35 @@ def plot_vanishing(runs: dict[str, list], path: str) -> str:
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
+    return _save(fig, plt, path)
+
+
+def plot_cross_test(result: dict, names: tuple[str, str], path: str) -> str:
+    """Roth's cross-test: each D's confusion matrix on (real, own fakes), and the cross false-positive rates
+    (the fraction of the other generator's samples each D calls real)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.4))
+    for ax, side, name in zip(axes, "ab", names):
+        c = result[f"confusion_{side}"]
+        rows = [[c["real_called_real"], c["real_called_fake"]], [c["fake_called_real"], c["fake_called_fake"]]]
+        totals = [max(sum(row), 1) for row in rows]
+        ax.imshow([[n / t for n in row] for row, t in zip(rows, totals)], vmin=0, vmax=1, cmap="Blues")
+        for i, row in enumerate(rows):
+            for j, n in enumerate(row):
+                ax.text(j, i, f"{n}\n({n / totals[i]:.2f})", ha="center", va="center", fontsize=9,
+                        color="white" if n / totals[i] > 0.5 else "black")
+        ax.set_xticks([0, 1], ["called real", "called fake"])
+        ax.set_yticks([0, 1], ["real", "own fakes"])
+        ax.set_title(f"D of {os.path.basename(os.path.normpath(name))} "
+                     f"(accuracy {result[f'accuracy_{side}']:.2f})", fontsize=9)
+    rates = [result["cross_false_positive_a"], result["cross_false_positive_b"]]
+    labels = [f"D of {os.path.basename(os.path.normpath(n))}\non the other's fakes" for n in names]
+    axes[2].bar(labels, rates, color=["C0", "C1"])
+    for i, rate in enumerate(rates):
+        axes[2].text(i, rate, f"{rate:.3f}", ha="center", va="bottom", fontsize=9)
+    axes[2].set_ylim(0, 1.05)
+    axes[2].set_title("cross false-positive rate\n(other model's fakes called real)", fontsize=9)
+    axes[2].tick_params(axis="x", labelsize=8)
     return _save(fig, plt, path)
 
 

@@ -310,3 +310,104 @@ def test_fid_cli_reproduces_the_logged_evaluation(tiny_runs, tmp_path):
     assert "W1 " in toy.stdout and "modes covered" in toy.stdout and "floor" not in toy.stdout
     bad = run_cli("fid", run, "--extractor", "inception")
     assert bad.returncode == 2 and "extractor: 'inception' needs a weights file" in bad.stderr
+
+
+class UniformBox(nn.Module):
+    """Pure noise: Phi(z) * 4 + 6, uniform on the box [6, 10]^2 far from the ring8 data (radius 2)."""
+
+    z_dim = 2
+
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(()))
+
+    def forward(self, z):
+        return torch.special.ndtr(z) * 4 + 6 + 0 * self.unused
+
+
+def test_cross_test_noise_generator_is_called_fake_by_a_d_trained_against_such_noise(one_thread):
+    """Roth's protocol: B's generator outputs uniform noise in a box; A's D, trained to separate the data from
+    such noise, calls B's samples real at a rate near 0 (and still calls the data real)."""
+    ring = RealSampler(data.get_dataset("ring8", seed=0))
+    torch.manual_seed(0)
+    D_a = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 1))
+    train_discriminator(D_a, UniformBox(), ring, 150, torch.Generator().manual_seed(1), lr=1e-2)
+    G_a = Offset()
+    D_b = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 1))
+    result = cross_test(G_a, D_a, UniformBox(), D_b, ring(500), samples=2000, seed=3)
+    assert result.cross_false_positive_a < 0.05
+    assert result.confusion_a.real_called_real > 0.9 * 500
+
+
+# --- the diagnose subcommands (in process) ---------------------------------------------------------
+
+def _diagnose(*args):
+    from fastreg import cli
+
+    return cli.main(["diagnose", *map(str, args)])
+
+
+def _written(capsys, out, name):
+    printed = capsys.readouterr().out.split()
+    png, path = out / f"{name}.png", out / f"{name}.json"
+    assert png.stat().st_size > 0 and printed == [str(png), str(path)]
+    return json.loads(path.read_text())
+
+
+def test_diagnose_histograms_fixed_g_with_a_variant(tiny_runs, tmp_path, capsys, one_thread):
+    out = tmp_path / "h"
+    assert _diagnose("histograms", tiny_runs["toy"], "--fixed-g", "--d-steps", 5, "--variant", "lsgan", "--k", 2,
+                     "--samples", 64, "--out", out) == 0
+    results = _written(capsys, out, "histograms")
+    assert results["variant"] == "lsgan" and results["step"] == 4
+    assert list(results["histograms"]) == ["run's D", "run's D + 2 lsgan D steps", "fresh D, 5 lsgan steps (G fixed)"]
+    for h in results["histograms"].values():
+        assert sum(h["real"]) == sum(h["fake"]) == 64 and 0 <= h["overlap"] <= 1
+        assert h["overlap"] == pytest.approx(overlap_coefficient(h["real"], h["fake"]))
+
+
+def test_diagnose_interpolation_and_vanishing_with_noise(tiny_runs, tmp_path, capsys, one_thread):
+    assert _diagnose("interpolation", tiny_runs["toy"], "--pairs", 8, "--out", tmp_path) == 0
+    profile = _written(capsys, tmp_path, "interpolation")["interpolation"]["run's D"]
+    assert len(profile["t"]) == len(profile["mean_logit"]) == len(profile["mean_grad_norm"]) == 41
+    assert _diagnose("vanishing", tiny_runs["toy"], "--d-steps", 4, "--record-every", 2, "--noise", 0.5,
+                     "--out", tmp_path) == 0
+    results = _written(capsys, tmp_path, "vanishing")
+    assert results["options"]["noise"] == 0.5
+    curves = results["vanishing_gradients"]
+    assert list(curves) == ["G at step 4", "G at step 4, noise sigma=0.5"]
+    for records in curves.values():
+        assert [r["d_step"] for r in records] == [0, 2, 4]
+        assert {"minimax_mean", "minimax_std", "nonsat_mean", "nonsat_std", "d_accuracy"} <= set(records[0])
+    # the same fresh D at step 0, probed on clean vs noisy fakes
+    assert curves["G at step 4"][0]["minimax_mean"] != curves["G at step 4, noise sigma=0.5"][0]["minimax_mean"]
+
+
+def test_diagnose_cross_test_writes_confusions(tiny_runs, tmp_path, capsys, one_thread):
+    assert _diagnose("cross-test", tiny_runs["toy"], tiny_runs["toy-roth"], "--samples", 50, "--out", tmp_path) == 0
+    results = _written(capsys, tmp_path, "cross-test")
+    cross = results["cross_test"]
+    assert (results["run_a"], results["run_b"]) == (tiny_runs["toy"], tiny_runs["toy-roth"])
+    assert sum(cross["confusion_a"].values()) == cross["real_samples"] + 50 == 100
+    assert 0 <= cross["cross_false_positive_a"] <= 1 and 0 <= cross["cross_false_positive_b"] <= 1
+
+
+def test_diagnose_bad_input_exits_2_naming_the_argument(tiny_runs, tmp_path, capsys):
+    assert _diagnose("cross-test", tiny_runs["toy"], tiny_runs["digits"], "--samples", 10, "--out", tmp_path) == 2
+    assert "RUN_B: run" in capsys.readouterr().err
+    assert _diagnose("vanishing", tmp_path / "missing") == 2
+    assert "RUN_DIR: no run folder" in capsys.readouterr().err
+    assert _diagnose("histograms", tiny_runs["toy"], "--variant", "vral", "--out", tmp_path) == 2
+    assert "variant: 'vral'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        _diagnose("histogram", tiny_runs["toy"])
+    assert exit_info.value.code == 2 and "argument DIAGNOSTIC: invalid choice: 'histogram'" in capsys.readouterr().err
+
+
+def test_diagnose_run_dir_alone_means_all(tiny_runs):
+    from fastreg.cli import build_parser
+
+    args = build_parser().parse_args(["diagnose", tiny_runs["toy"], "--other", tiny_runs["toy-roth"], "--k", "3"])
+    assert (args.diagnostic, args.run, args.other, args.k, args.noise) == ("all", tiny_runs["toy"],
+                                                                          tiny_runs["toy-roth"], 3, 0.0)
+    assert build_parser().parse_args(["diagnose", "all", tiny_runs["toy"]]).diagnostic == "all"

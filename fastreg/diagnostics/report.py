@@ -8,7 +8,8 @@ For the run's newest checkpoint (G and D as in training, on copies in training m
    fresh D trained from scratch against the frozen G;
 3. the interpolation profile (Grewal et al. 2018, fig. 3) of the run's and the fresh D;
 4. the vanishing-gradient experiment (Arjovsky & Bottou 2017) for the newest checkpoint, or for
-   every kept checkpoint (G at several training stages, as in their fig. 2);
+   every kept checkpoint (G at several training stages, as in their fig. 2); with ``noise`` > 0
+   each G also with instance noise on D's inputs;
 5. with a second run, Roth et al. 2017's cross-test.
 
 Writes ``diagnostics.json`` (every number), PNG figures and ``report.md`` into ``out``.
@@ -44,6 +45,7 @@ class DiagnoseOptions:
     all_checkpoints: bool = False
     extractor: str = "auto"
     seed: int = 0
+    noise: float = 0.0               # > 0: vanishing gradients also with instance noise of this sigma
 
 
 def diagnose(run_dir: str, out: str | None = None, other: str | None = None,
@@ -81,7 +83,8 @@ def diagnose(run_dir: str, out: str | None = None, other: str | None = None,
 
 def vanishing_over_checkpoints(trainer: Trainer, G, real: RealSampler, o: DiagnoseOptions):
     """Arjovsky & Bottou's experiment for G of the newest (or every kept) checkpoint, each with a fresh D
-    (seeded); returns ``{label: records}`` and the fresh D trained against the newest G."""
+    (seeded; the same initial D with and without noise); returns ``{label: records}`` and the fresh D trained
+    (without noise) against the newest G. ``o.noise`` > 0 adds a run with instance noise per checkpoint."""
     paths = list_checkpoints(trainer.config.out) if o.all_checkpoints else [latest_checkpoint(trainer.config.out)]
     vanishing, fresh_D = {}, None
     for path in paths:
@@ -92,6 +95,10 @@ def vanishing_over_checkpoints(trainer: Trainer, G, real: RealSampler, o: Diagno
         records, fresh_D = vanishing_gradients(G_t, fresh_discriminator(trainer), real, o.d_steps,
                                                o.record_every, seed=o.seed)
         vanishing[f"G at step {state['step']}"] = records
+        if o.noise > 0:
+            torch.manual_seed(o.seed)
+            vanishing[f"G at step {state['step']}, noise sigma={o.noise:g}"] = vanishing_gradients(
+                G_t, fresh_discriminator(trainer), real, o.d_steps, o.record_every, seed=o.seed, noise=o.noise)[0]
     return vanishing, fresh_D
 
 
@@ -117,10 +124,11 @@ def fresh_discriminator(trainer: Trainer) -> torch.nn.Module:
     return D.to(trainer.device, trainer.dtype).train()
 
 
-def cross_test_runs(trainer: Trainer, G, D, other: Trainer, o: DiagnoseOptions) -> dict:
-    """Roth's cross-test between this run (A) and ``other`` (B) on the same real samples."""
+def cross_test_runs(trainer: Trainer, G, D, other: Trainer, o: DiagnoseOptions, argument: str = "other") -> dict:
+    """Roth's cross-test between this run (A) and ``other`` (B) on the same real samples; runs on different
+    data raise ValueError naming ``argument``."""
     if other.shape != trainer.shape or other.config.data != trainer.config.data:
-        raise ValueError(f"other: run {other.config.out} trains on {other.config.data} {other.shape}, "
+        raise ValueError(f"{argument}: run {other.config.out} trains on {other.config.data} {other.shape}, "
                          f"not {trainer.config.data} {trainer.shape}; cross-testing needs the same data")
     dataset = trainer.real.dataset
     real = dataset.sample(o.cross_samples) if hasattr(dataset, "sample") else real_images(dataset, o.cross_samples,
@@ -139,10 +147,12 @@ def write_report(out: str, results: dict, figures: dict) -> str:
              f"Sample quality: {describe(results['quality'])}", "",
              "## D-output histograms (Grewal et al. 2018, figs. 1-2)", "",
              f"![histograms]({os.path.basename(figures['histograms'])})", "",
-             "| D | accuracy | real mean (std) | fake mean (std) |", "|---|---:|---:|---:|"]
+             "| D | accuracy | overlap | real mean (std) | fake mean (std) |", "|---|---:|---:|---:|---:|"]
     for label, h in results["histograms"].items():
-        lines.append(f"| {label} | {h['accuracy']:.3f} | {h['real_mean']:.3g} ({h['real_std']:.3g}) | "
-                     f"{h['fake_mean']:.3g} ({h['fake_std']:.3g}) |")
+        lines.append(f"| {label} | {h['accuracy']:.3f} | {h['overlap']:.3f} | {h['real_mean']:.3g} "
+                     f"({h['real_std']:.3g}) | {h['fake_mean']:.3g} ({h['fake_std']:.3g}) |")
+    lines += ["", "Overlap: sum over bins of min(p_i, q_i), p and q the normalized real and fake histograms "
+              "(1 identical, 0 disjoint)."]
     lines += ["", "## Interpolation profile (Grewal et al. 2018, fig. 3)", "",
               f"![interpolation]({os.path.basename(figures['interpolation'])})", "",
               "## Vanishing gradients (Arjovsky & Bottou 2017)", "",
