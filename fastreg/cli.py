@@ -6,7 +6,8 @@
     torchrun --nproc_per_node=2 -m fastreg train ... # data-parallel on 2 processes (gloo on CPU, NCCL on GPU)
 
 Exit status: 0 done, 2 bad input (config, data, paths, checkpoint), 3 stopped on a non-finite value.
-    fastreg fid runs/x runs/y --floor               # FID/KID named by extractor (toy runs: W1, modes)
+    fastreg fid runs/x --floor                      # FID/KID vs its data, named by extractor (toy: W1, modes)
+    fastreg fid runs/x runs/y                       # between two runs, image folders or data:<name>
     fastreg diagnose all runs/x --other runs/y      # histograms, interpolation, vanishing gradients, cross-test
     fastreg diagnose vanishing runs/x --noise 0.5   # one diagnostic: <name>.png and <name>.json
 """
@@ -121,32 +122,78 @@ def _add_evaluation_commands(commands) -> None:
 
     extractor_help = (f"FID/KID features: {SPEC_HELP}; Inception only from a local weights file "
                       f"(inception:<file> or ${INCEPTION_ENV}), never downloaded")
-    fid = commands.add_parser("fid", help="FID/KID (named by extractor) or toy metrics of trained runs")
-    fid.add_argument("runs", nargs="*", metavar="RUN_DIR", help="run folders (their newest checkpoint, EMA generator)")
-    fid.add_argument("--extractor", default="auto", help=extractor_help + " (default: %(default)s)")
-    fid.add_argument("--samples", type=int, default=1000, help="generated samples per run (default: %(default)s)")
-    fid.add_argument("--seed", type=int, default=None,
-                     help="latent seed (default: the run's seed, which reproduces its logged evaluations)")
-    fid.add_argument("--floor", action="store_true",
-                     help="also score two disjoint halves of the real data against each other")
-    fid.add_argument("--data", default="digits", help="dataset of --floor when no run is given (default: %(default)s)")
-    fid.add_argument("--resolution", type=int, default=32,
-                     help="resolution of --floor when no run is given (default: %(default)s)")
-    fid.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    fid.add_argument("--device", default=None, help="cpu, cuda, ... (default: the run's)")
+    _add_fid_command(commands, extractor_help)
     _add_diagnose_command(commands)
 
 
-def run_fid(args: argparse.Namespace) -> int:
-    from .metrics.evaluation import Evaluator, describe
+def _add_fid_command(commands, extractor_help: str) -> None:
+    fid = commands.add_parser(
+        "fid", help="FID/KID (named by extractor) between runs, image folders and datasets",
+        description="One RUN_DIR: its generator against its training data (toy runs: W1 and modes). "
+                    "Two sources: FID/KID between them; a source is a run folder, a folder of images "
+                    "or data:<dataset>.")
+    fid.add_argument("sources", nargs="*", metavar="SOURCE",
+                     help="a run folder (newest checkpoint, EMA generator), a folder of images, or data:<dataset>")
+    fid.add_argument("--extractor", default="auto", help=extractor_help + " (default: %(default)s)")
+    fid.add_argument("--samples", type=int, default=1000, help="generated samples per run (default: %(default)s)")
+    fid.add_argument("--seed", type=int, default=None,
+                     help="latent seed (default: the run's seed, which reproduces its logged evaluations; 0 for "
+                          "two sources)")
+    fid.add_argument("--floor", action="store_true",
+                     help="also score two disjoint halves of the real data against each other")
+    fid.add_argument("--data", default="digits", help="dataset of --floor when no run is given (default: %(default)s)")
+    fid.add_argument("--resolution", type=int, default=None,
+                     help="resolution of data:<name> sources and of --floor without a run (default: the run's, "
+                          "else 32)")
+    fid.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    fid.add_argument("--device", default=None, help="cpu, cuda, ... (default: the run's)")
 
-    if not args.runs and not args.floor:
-        print("fastreg fid: give RUN_DIR(s), or --floor with --data/--resolution", file=sys.stderr)
+
+def run_fid(args: argparse.Namespace) -> int:
+    if len(args.sources) > 2:
+        print("fastreg fid: sources: give one run, or two sources to compare", file=sys.stderr)
         return 2
-    from .train.trainer import load_trainer
+    if not args.sources and not args.floor:
+        print("fastreg fid: sources: give a RUN_DIR, two sources, or --floor with --data/--resolution",
+              file=sys.stderr)
+        return 2
+    results = fid_between(args) if len(args.sources) == 2 else fid_against_data(args)
+    if args.json:
+        import json
+
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+def fid_between(args: argparse.Namespace) -> dict:
+    """FID/KID between two sources (fastreg.metrics.sources)."""
+    from .metrics.evaluation import describe
+    from .metrics.sources import compare, open_source
+
+    seed = 0 if args.seed is None else args.seed
+    opened = {}
+    for spec in sorted(args.sources, key=lambda spec: spec.startswith("data:")):  # runs first: their resolution
+        run_resolution = next((s.resolution for s in opened.values() if s.kind == "run"), None)
+        opened[spec] = open_source(spec, args.samples, seed, args.device, args.resolution or run_resolution)
+    a, b = (opened[spec] for spec in args.sources)
+    result = compare(a, b, args.extractor, args.samples, args.device or "cpu", seed)
+    print(f"{a.label} ({result['samples_a']}) vs {b.label} ({result['samples_b']}): {describe(result)}")
+    return {f"{args.sources[0]} vs {args.sources[1]}": result}
+
+
+def fid_against_data(args: argparse.Namespace) -> dict:
+    """A run's generator against its training data, and/or the real-data floor."""
+    from .metrics.evaluation import Evaluator, describe
+    from .metrics.sources import is_run
 
     results, evaluators = {}, {}
-    for run in args.runs:
+    for run in args.sources:
+        if not is_run(run):
+            raise ValueError(f"sources: {run!r} is not a run folder (no config.yaml); to compare image folders "
+                             f"or data:<dataset>, give two sources")
+        from .train.trainer import load_trainer
+
         trainer = load_trainer(run, overrides={"device": args.device} if args.device else None)
         c = trainer.config
         evaluator = Evaluator(trainer.real.dataset, c.data, c.z_dim, args.samples, args.extractor, trainer.device,
@@ -159,7 +206,7 @@ def run_fid(args: argparse.Namespace) -> int:
         if not evaluators:
             from . import data
 
-            dataset = data.get_dataset(args.data, resolution=args.resolution)
+            dataset = data.get_dataset(args.data, resolution=args.resolution or 32)
             evaluators[args.data] = Evaluator(dataset, args.data, 1, args.samples, args.extractor, args.device or "cpu",
                                               seed=args.seed or 0)
         for name, evaluator in evaluators.items():
@@ -169,12 +216,7 @@ def run_fid(args: argparse.Namespace) -> int:
             half = len(evaluator.real_features) // 2
             results[f"real-data floor: {name}"] = {"samples": half, **_provenance(evaluator), **floor}
             print(f"real-data floor, {name} ({half} vs {half} real): {describe(floor)}")
-    if args.json:
-        import json
-
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
-    return 0
+    return results
 
 
 def _provenance(evaluator) -> dict:

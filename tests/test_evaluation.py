@@ -6,7 +6,7 @@ import torch
 from fastreg.metrics.classifier import load_or_train_classifier
 from fastreg.train.config import ConfigError, TrainConfig
 from fastreg.train.metrics_log import read_metrics
-from fastreg.train.trainer import Trainer
+from fastreg.train.trainer import Trainer, _evaluation_postfix
 
 DIGITS8 = dict(data="digits", resolution=8, width=8, z_dim=8, batch_size=16, steps=5, log_every=1,
                sample_every=1000, checkpoint_every=1000, ema=0.9)
@@ -26,14 +26,23 @@ def test_fid_records_name_the_extractor_and_leave_training_unchanged(tmp_path):
     fid_records = [r for r in records if "fid/classifier:digits" in r]
     assert [r["step"] for r in fid_records] == [2, 4, 5]  # every 2 steps and the last
     for r in fid_records:
-        assert set(r) == {"step", "fid/classifier:digits", "kid/classifier:digits", "kid_std/classifier:digits",
-                          "eval_seconds"}
-        assert r["fid/classifier:digits"] > 0
+        assert set(r) == {"step", "fid/classifier:digits", "fid_residue/classifier:digits", "kid/classifier:digits",
+                          "kid_std/classifier:digits", "eval_seconds"}
+        assert r["fid/classifier:digits"] > 0 and 0 <= r["fid_residue/classifier:digits"] < 1e-3 * r[
+            "fid/classifier:digits"]
     losses = [(r["step"], r["d_loss"], r["g_loss"]) for r in records if "d_loss" in r]
     assert losses == [(r["step"], r["d_loss"], r["g_loss"]) for r in plain_records]
     for module, reference in ((evaluated.G, plain.G), (evaluated.D, plain.D), (evaluated.G_ema, plain.G_ema)):
         for p, q in zip(module.state_dict().values(), reference.state_dict().values()):
             assert torch.equal(p, q)
+
+
+def test_progress_bar_shows_the_latest_evaluation_by_extractor():
+    record = {"step": 4, "fid/classifier:digits": 12.345678, "fid_residue/classifier:digits": 0.0,
+              "kid/classifier:digits": 0.0123456, "kid_std/classifier:digits": 0.001, "eval_seconds": 1.5}
+    assert _evaluation_postfix(record) == {"fid[classifier:digits]": "12.35", "kid[classifier:digits]": "0.01235"}
+    assert _evaluation_postfix({"wasserstein_1": 0.25, "modes_covered": 7, "high_quality": 0.5}) == {
+        "wasserstein_1": "0.25", "modes_covered": "7"}
 
 
 def test_toy_runs_log_wasserstein_and_mode_coverage(tmp_path):

@@ -1,7 +1,4 @@
-"""The "Evaluate and diagnose" README section's Python example runs and reports named numbers.
-
-It reads README.md's copy once the section is there, else docs/readme_evaluation_section.md.
-"""
+"""The "Evaluate and diagnose" README section's Python example runs and reports named numbers."""
 
 import re
 from pathlib import Path
@@ -12,8 +9,8 @@ HEADING = "## Evaluate and diagnose"
 
 def evaluation_snippet() -> str:
     readme = (ROOT / "README.md").read_text()
-    text = readme if HEADING in readme else (ROOT / "docs" / "readme_evaluation_section.md").read_text()
-    match = re.search(r"```python\n(.*?)```", text.split(HEADING, 1)[1], flags=re.S)
+    assert HEADING in readme
+    match = re.search(r"```python\n(.*?)```", readme.split(HEADING, 1)[1], flags=re.S)
     assert match, f"no ```python block under {HEADING!r}"
     return match.group(1)
 

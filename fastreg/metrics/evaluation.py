@@ -6,8 +6,12 @@ a toy mixture, a fixed reference sample), and a fixed latent batch (seeded), so 
 evaluations differ only by the generator. It draws from its own generators and never touches the
 global random state, so evaluating does not change a run's trajectory.
 
+Generated samples are drawn, embedded and folded into the Gaussian fit batch by batch, so only
+their features (float32, for KID's subsets) are kept, never all the images.
+
 Result keys name their extractor: ``fid/<extractor>``, ``kid/<extractor>`` (KID's spread over
-subsets in ``kid_std/<extractor>``); toy mixtures give ``wasserstein_1``, ``modes_covered`` and
+subsets in ``kid_std/<extractor>``, the FID's imaginary residue in ``fid_residue/<extractor>``);
+toy mixtures give ``wasserstein_1``, ``modes_covered`` and
 ``high_quality`` (plus FID/KID when an extractor is asked for explicitly).
 """
 
@@ -19,7 +23,7 @@ from typing import Callable
 import torch
 
 from .extractors import make_extractor
-from .fid import fid_from_features, kid_from_features
+from .fid import GaussianStats, kid, stats_frechet
 from .toy import mode_coverage, wasserstein_distance
 
 REAL_REFERENCE_MAX = 10_000   # real images whose features stand for the dataset (all of digits' 1,797)
@@ -65,27 +69,34 @@ class Evaluator:
             resolution = images.shape[-1] if images.dim() == 4 else None
             self.extractor = make_extractor(extractor, data_name, resolution, device, root=root)
             self.real_features = self.extractor(images)
+            self.real_stats = GaussianStats.of(self.real_features)
         self.setup_seconds = time.perf_counter() - start  # extractor (training it, if not cached) and real side
-
-    def generate(self, sample: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """The generator's samples of the fixed latents, on the CPU."""
-        with torch.no_grad():
-            return torch.cat([sample(z).float().cpu() for z in self.latents.split(GENERATE_BATCH)])
 
     def __call__(self, sample: Callable[[torch.Tensor], torch.Tensor]) -> dict:
         start = time.perf_counter()
-        fake = self.generate(sample)
-        result = self.toy_metrics(fake) if self.mixture is not None else {}
+        stats, features, samples = GaussianStats(), [], []
+        with torch.no_grad():
+            for z in self.latents.split(GENERATE_BATCH):
+                x = sample(z).float().cpu()
+                if self.mixture is not None:
+                    samples.append(x)
+                if self.extractor is not None:
+                    batch_features = self.extractor(x)
+                    stats.update(batch_features)
+                    features.append(batch_features.float())
+        result = self.toy_metrics(torch.cat(samples)) if self.mixture is not None else {}
         if self.extractor is not None:
-            result.update(self.feature_metrics(self.real_features, self.extractor(fake)))
+            result.update(self.feature_metrics(self.real_stats, self.real_features, stats, torch.cat(features)))
         result["eval_seconds"] = time.perf_counter() - start
         return result
 
-    def feature_metrics(self, real: torch.Tensor, fake: torch.Tensor) -> dict:
+    def feature_metrics(self, real_stats: GaussianStats, real: torch.Tensor, fake_stats: GaussianStats,
+                        fake: torch.Tensor) -> dict:
         name = self.extractor.name
-        kid = kid_from_features(real, fake, subsets=self.kid_subsets,
-                                generator=torch.Generator().manual_seed(self.seed))
-        return {f"fid/{name}": fid_from_features(real, fake), f"kid/{name}": kid.mean, f"kid_std/{name}": kid.std}
+        fid = stats_frechet(real_stats, fake_stats)
+        result = kid(real, fake, subsets=self.kid_subsets, generator=torch.Generator().manual_seed(self.seed))
+        return {f"fid/{name}": fid.distance, f"fid_residue/{name}": fid.imaginary_residue,
+                f"kid/{name}": result.mean, f"kid_std/{name}": result.std}
 
     def toy_metrics(self, fake: torch.Tensor) -> dict:
         coverage = mode_coverage(fake, self.mixture.modes, self.mixture.sigma)
@@ -99,7 +110,8 @@ class Evaluator:
             raise ValueError("extractor: the real-data floor needs FID features; toy metrics have none")
         order = torch.randperm(len(self.real_features), generator=torch.Generator().manual_seed(self.seed + 1))
         half = len(order) // 2
-        return self.feature_metrics(self.real_features[order[:half]], self.real_features[order[half:2 * half]])
+        a, b = self.real_features[order[:half]], self.real_features[order[half:2 * half]]
+        return self.feature_metrics(GaussianStats.of(a), a, GaussianStats.of(b), b)
 
 
 def describe(result: dict) -> str:

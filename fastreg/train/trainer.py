@@ -299,6 +299,7 @@ class Trainer:
 
         bar = tqdm(range(self.step, c.steps), initial=self.step, total=c.steps, desc=os.path.basename(c.out),
                    unit="step", dynamic_ncols=True, disable=None if main else True)
+        postfix = {}  # losses, and the latest FID/KID (or toy metrics) once evaluated
         try:
             for _ in bar:
                 logging_now = (self.step + 1) % c.log_every == 0 or self.step + 1 == c.steps
@@ -309,13 +310,16 @@ class Trainer:
                     record = self.log_record(window.mean_and_reset(self.world.mean), time.perf_counter() - start)
                     if main:
                         log.write(record)
-                        bar.set_postfix(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}")
+                        postfix.update(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}")
+                        bar.set_postfix(postfix)
                 if main and (self.step % c.sample_every == 0 or self.step == c.steps):
                     self.save_samples()
                 if self.step % c.checkpoint_every == 0 or self.step == c.steps:
                     self.save_checkpoint()
-                if main:
-                    self.evaluate_if_due(log)
+                evaluation = self.evaluate_if_due(log) if main else None
+                if evaluation:
+                    postfix.update(_evaluation_postfix(evaluation))
+                    bar.set_postfix(postfix)
         except NonFiniteError as error:
             if main:
                 self.write_nonfinite_report(error)
@@ -371,8 +375,9 @@ class Trainer:
         return Evaluator(self.real.dataset, c.data, c.z_dim, c.eval_samples, c.eval_extractor, self.device,
                          seed=c.seed, root=c.data_root)
 
-    def evaluate_if_due(self, log: MetricsLog) -> None:
-        """Every eval_every steps and at the last: FID/KID (or toy metrics) of the EMA generator into the log.
+    def evaluate_if_due(self, log: MetricsLog) -> dict | None:
+        """Every eval_every steps and at the last: FID/KID (or toy metrics) of the EMA generator into the log
+        (metrics.jsonl and TensorBoard); returns the record when it evaluated.
 
         The evaluator draws from its own generators, so evaluating does not change the run's trajectory.
         """
@@ -383,6 +388,8 @@ class Trainer:
             record = {"step": self.step, **self.evaluator(lambda z: self.sample(z.to(self.device, self.dtype)))}
             log.write(record)
             tqdm.write(f"{os.path.basename(c.out)} step {self.step}: {describe(record)}")
+            return record
+        return None
 
     def sample(self, z: torch.Tensor | None = None) -> torch.Tensor:
         """Samples of the EMA generator (the plain one when EMA is off) in eval mode."""
@@ -525,6 +532,18 @@ def load_trainer(run_dir: str, checkpoint: str | None = None, overrides: dict | 
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+def _evaluation_postfix(record: dict) -> dict:
+    """Progress-bar fields of an evaluation: ``fid[<extractor>]``, ``kid[<extractor>]``, toy metrics."""
+    short = {}
+    for key, value in record.items():
+        kind, _, name = key.partition("/")
+        if kind in ("fid", "kid"):
+            short[f"{kind}[{name}]"] = f"{value:.4g}"
+        elif key in ("wasserstein_1", "modes_covered"):
+            short[key] = f"{value:.4g}"
+    return short
+
 
 class _Window:
     """Running sums of logged tensors on the device; one host read per log line."""
