@@ -143,6 +143,39 @@ def test_a_saved_capturable_optimizer_loads_into_an_eager_run(tmp_path):
     trainer.iteration()  # a capturable Adam would refuse CPU parameters
 
 
+def _record_and_run(self, key, body):
+    """Stands in for CudaGraphSteps._run on the CPU: runs ``body`` once with the trainer in recording mode (as in
+    a capture: the guard's values are collected, the optimizer steps unconditionally), then hands the results on
+    as after a replay. What it cannot check: the capture itself, static memory, replays."""
+    trainer = self.trainer
+    trainer._captured_checks = checks = []
+    try:
+        outputs = body()
+    finally:
+        trainer._captured_checks = None
+    module = trainer.D if key[0] == "D" else trainer.G
+    captured = cuda_graphs._Captured(None, outputs, checks, [p.grad for p in module.parameters()])
+    return self._results(captured, key[0])
+
+
+def test_captured_step_bodies_train_like_eager_steps_on_the_cpu(tmp_path, monkeypatch):
+    """The host side of the captured steps, on the CPU: the static real batch, sigma_t and the (annealed, lazy)
+    penalty weight as 0-d tensors, the guard fed from the recorded values, copies of the outputs logged."""
+    fields = dict(reg="roth", gamma_anneal=0.01, reg_every=2, noise=0.1, dtype="float64", device="cpu")
+    eager, eager_outs = run_iterations(config(tmp_path, **fields), 4)
+    monkeypatch.setattr(cuda_graphs, "fallback_reason", lambda *args: None)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device: None)
+    monkeypatch.setattr(cuda_graphs.CudaGraphSteps, "_run", _record_and_run)
+    monkeypatch.setattr(trainer_module.build, "optimizer",  # capturable optimizers refuse CPU parameters
+                        lambda c, params, lr, capturable=False: torch.optim.Adam(params, lr=lr,
+                                                                                  betas=c.resolved("betas")))
+    recorded, recorded_outs = run_iterations(config(tmp_path, cuda_graphs=True, **fields), 4)
+    assert recorded.graphs is not None and recorded.guard.updates == eager.guard.updates == 8
+    assert_same_run(eager, recorded, eager_outs, recorded_outs, rtol=1e-10, atol=1e-12)
+    with pytest.raises(NonFiniteError, match="real_batch"):  # CPU values: the guard reads them at once
+        recorded.graphs.d_step(recorded.real.next() * math.nan, 0.1, 0.0, False)
+
+
 # --- cuda_graphs on a GPU ---------------------------------------------------------------------------
 
 GRAPH_CASES = {

@@ -129,6 +129,11 @@ class CudaGraphSteps:
                 self.captured[key] = self._capture(body, name)
         captured = self.captured[key]
         captured.graph.replay()
+        return self._results(captured, name)
+
+    def _results(self, captured: _Captured, name: str) -> dict:
+        """After a replay: the guard gets copies of the update's watched values (no sync; the stop policy reads
+        them at its next flush), the logs get copies of the static outputs."""
         t = self.trainer
         for names, values in captured.checks:
             t.guard.check(t.step, names, values.clone())
