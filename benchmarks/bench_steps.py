@@ -7,7 +7,9 @@ D steps on fixed real/fake batches (forward, penalty, backward, optimizer step):
   second D forward for the penalty, the weights and norms in plain PyTorch;
 - ``ns_roth_lazy4``: fastreg Roth applied every 4th D step with weight x4 (4 steps timed, per-step mean);
 - ``wgan_gp_fastreg`` / ``wgan_gp_anchor``: WGAN-GP's D step with fastreg's penalty vs plain PyTorch.
-Full iterations (n_critic D steps + G step) of the trainer for several variants.
+Full iterations (n_critic D steps + G step) of the trainer for several variants, plus the speed
+options: ``ns_compiled`` (``compile="forward"``: G and D compiled, unregularized) and, on CUDA only,
+``ns_roth_cuda_graphs`` / ``ns_cuda_graphs`` (``cuda_graphs=True``, timed after warm-up and capture).
 Ratios (time / baseline time) come from one run: `make bench` then `make bench-report`.
 """
 
@@ -16,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from fastreg import losses, models, regularizers
+from fastreg.train import cuda_graphs
 from fastreg.train.config import TrainConfig
 from fastreg.train.trainer import Trainer
 
@@ -111,17 +114,31 @@ ITERATION_VARIANTS = {
     "ns_roth_lazy4": {"variant": "ns", "reg": "roth", "reg_every": 4}, "wgan_gp": {"variant": "wgan-gp"},
     "lsgan": {"variant": "lsgan"}, "ns_r1": {"variant": "ns", "reg": "r1"},
     "ns_noise": {"variant": "ns", "noise": 0.1},
+    "ns_compiled": {"variant": "ns", "compile": "forward"},
+}
+GRAPHED_VARIANTS = {  # CUDA only (on a CPU cuda_graphs falls back with a warning)
+    "ns_cuda_graphs": {"variant": "ns", "cuda_graphs": True},
+    "ns_roth_cuda_graphs": {"variant": "ns", "reg": "roth", "gamma": 2.0, "gamma_anneal": 0.01,
+                            "cuda_graphs": True},
 }
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("impl", list(ITERATION_VARIANTS))
+ITERATION_CASES = [
+    *(pytest.param(impl, "cpu", id=f"{impl}-cpu") for impl in ITERATION_VARIANTS),
+    *(pytest.param(impl, "cuda", marks=pytest.mark.cuda, id=f"{impl}-cuda")
+      for impl in [*ITERATION_VARIANTS, *GRAPHED_VARIANTS]),
+]
+
+
+@pytest.mark.parametrize("impl,device", ITERATION_CASES)
 def test_full_iteration(benchmark, impl, device, tmp_path):
     benchmark.group = f"iteration (D and G) dcgan{RESOLUTION} batch{BATCH} {device}"
     benchmark.extra_info.update(impl=impl, baseline="ns", device=device)
+    fields = {**ITERATION_VARIANTS, **GRAPHED_VARIANTS}[impl]
     config = TrainConfig(data="digits", resolution=RESOLUTION, width=WIDTH, batch_size=BATCH, d_batchnorm=False,
-                         device=device, out=str(tmp_path / impl), **ITERATION_VARIANTS[impl])
+                         device=device, out=str(tmp_path / impl), **fields)
     trainer = Trainer(config)
-    for _ in range(2):
+    # Untimed: compilation, and for cuda_graphs the eager warm-up steps and the captures.
+    for _ in range(cuda_graphs.WARMUP_STEPS + 2 if config.cuda_graphs else 2):
         trainer.iteration()
     benchmark.pedantic(synchronized(trainer.iteration, device), rounds=5, warmup_rounds=1)

@@ -48,6 +48,7 @@ def test_config_yaml_round_trip_and_flag_precedence(tmp_path):
 @pytest.mark.parametrize("flags,field", [
     (["--variant", "nope"], "variant"), (["--gamma", "-1"], "gamma"), (["--data", "ring8"], "model"),
     (["--reg", "roth", "--variant", "wgan"], "reg"), (["--resolution", "24"], "resolution"),
+    (["--reg", "roth", "--compile", "forward"], "compile"),
 ])
 def test_bad_options_exit_non_zero_naming_the_field(flags, field, capsys, tmp_path):
     assert main(["train", *flags, "--out", str(tmp_path / "bad")]) == 2

@@ -69,10 +69,12 @@ def networks(config: TrainConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn
             models.ResNetDiscriminator(width=config.width, resolution=resolution, channels=channels))
 
 
-def optimizer(config: TrainConfig, params, lr: float) -> torch.optim.Optimizer:
+def optimizer(config: TrainConfig, params, lr: float, capturable: bool = False) -> torch.optim.Optimizer:
+    """The variant's optimizer; ``capturable`` keeps its step counters on the device so that its step
+    can be captured in a CUDA graph (config ``cuda_graphs``)."""
     if config.resolved("optimizer") == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr)
-    return torch.optim.Adam(params, lr=lr, betas=tuple(config.resolved("betas")))
+        return torch.optim.RMSprop(params, lr=lr, capturable=capturable)
+    return torch.optim.Adam(params, lr=lr, betas=tuple(config.resolved("betas")), capturable=capturable)
 
 
 def gamma_schedule(config: TrainConfig, total_d_steps: int) -> schedules.Schedule:

@@ -17,6 +17,7 @@ MODELS = ("dcgan", "resnet", "mlp")
 AMP_MODES = ("none", "bf16", "fp16")
 NOISE_SCHEDULES = ("constant", "linear", "exponential")
 NONFINITE_POLICIES = ("stop", "skip")
+COMPILE_MODES = ("none", "generator", "forward")
 ROTH_VARIANTS = ("gan", "ns", "bgan")  # plus every fgan:<div>
 LENS_VARIANTS = ("gan", "ns", "lsgan", "wgan-gp")  # DESIGN section 5 defines the lens loss for these
 
@@ -93,6 +94,13 @@ class TrainConfig:
     eval_samples: int = field(default=1000, metadata={"help": "generated samples per evaluation"})
     eval_extractor: str = field(default="auto", metadata={
         "help": "FID/KID features: auto, classifier[:<dataset>], inception[:<weights file>] or raw"})
+    compile: str = field(default="none", metadata={
+        "help": "torch.compile the networks' forward: none, generator (G only; works with every variant and "
+                "regularizer), forward (G and D; refused with a gradient penalty, whose double backward "
+                "torch.compile does not support)"})
+    cuda_graphs: bool = field(default=False, metadata={
+        "help": "capture the D step and the G step in CUDA graphs and replay them (CUDA only; falls back to eager "
+                "steps with a warning under torchrun, amp=fp16, on_nonfinite=skip, lens, vral or on the CPU)"})
 
     # --- derived values -------------------------------------------------------------------------
 
@@ -129,6 +137,7 @@ class TrainConfig:
         _check_choice("amp", self.amp, AMP_MODES)
         _check_choice("noise_schedule", self.noise_schedule, NOISE_SCHEDULES)
         _check_choice("on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
+        _check_choice("compile", self.compile, COMPILE_MODES)
         if self.optimizer is not None:
             _check_choice("optimizer", self.optimizer, ("adam", "rmsprop"))
         if self.reg == "roth" and not (self.variant in ROTH_VARIANTS or self.variant.startswith("fgan:")):
@@ -166,11 +175,27 @@ class TrainConfig:
         if self.betas is not None and (len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas)):
             raise ConfigError(f"betas: expected two values in [0, 1), got {self.betas}")
         self.validate_evaluation()
+        self.validate_speed_options()
         if self.model != "mlp":
             r = self.resolution
             if not (8 <= r <= 64 and r & (r - 1) == 0):
                 raise ConfigError(f"resolution: must be a power of two from 8 to 64, got {r}")
         return self
+
+    def validate_speed_options(self) -> None:
+        """compile and cuda_graphs: the combinations that can never work (what only fails on some devices
+        falls back at run time, see :mod:`fastreg.train.cuda_graphs`)."""
+        if not isinstance(self.cuda_graphs, bool):
+            raise ConfigError(f"cuda_graphs: must be true or false, got {self.cuda_graphs!r}")
+        reg = self.effective_reg()
+        if self.compile == "forward" and reg != "none":
+            raise ConfigError(f"compile: 'forward' compiles D, but the gradient penalty ({reg}) differentiates D "
+                              "twice (it backpropagates through the input gradient), and torch.compile does not "
+                              "support double backward ('torch.compile with aot_autograd does not currently "
+                              "support double backward'); use compile=generator (G only) or no gradient penalty")
+        if self.cuda_graphs and self.compile != "none":
+            raise ConfigError(f"compile: {self.compile!r} together with cuda_graphs is not supported; the captured "
+                              "steps run the networks eagerly (use one of the two)")
 
     def validate_evaluation(self) -> None:
         """The eval_* fields: counts, and the extractor spec's form (nothing is loaded here)."""

@@ -32,7 +32,7 @@ import torch
 
 from .. import losses, models, regularizers, schedules
 from ..metrics.evaluation import Evaluator, describe
-from . import build, distributed
+from . import build, cuda_graphs, distributed
 from .batches import BatchStream
 from .checkpoint import DamagedCheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, from_dict, save_yaml, to_dict
@@ -41,6 +41,7 @@ from .nonfinite import NonFiniteError, NonFiniteGuard
 from .samples import save_sample_grid, save_scatter
 
 SAMPLE_COUNT = 64
+COMPILE_BACKEND = "inductor"  # torch.compile backend of config.compile (the tests use a faster one)
 WGAN_WARMUP_G_STEPS, WGAN_WARMUP_CRITIC, WGAN_BURST_EVERY = 25, 100, 500  # Arjovsky et al. 2017
 
 
@@ -73,8 +74,10 @@ class Trainer:
         if c.sync_batchnorm and self.world.distributed:
             self.G, self.D = distributed.convert_sync_batchnorm(self.G), distributed.convert_sync_batchnorm(self.D)
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False).eval() if c.ema > 0 else None
-        self.opt_g = build.optimizer(c, self.G.parameters(), c.resolved("lr_g"))
-        self.opt_d = build.optimizer(c, self.D.parameters(), c.resolved("lr_d"))
+        self._compile_networks()
+        capture = c.cuda_graphs and self._can_capture()
+        self.opt_g = build.optimizer(c, self.G.parameters(), c.resolved("lr_g"), capturable=capture)
+        self.opt_d = build.optimizer(c, self.D.parameters(), c.resolved("lr_d"), capturable=capture)
         self.reg = c.effective_reg()
         self.n_critic = c.resolved("n_critic")
         self.gamma = build.gamma_schedule(c, total_d_steps=c.steps * self.n_critic)
@@ -99,7 +102,30 @@ class Trainer:
         self.guard = NonFiniteGuard(c.on_nonfinite)
         self._check_every = c.nonfinite_check_every or (1 if self.device.type == "cpu" else c.log_every)
         self._updated = self._parameters_by_optimizer()
+        self._captured_checks = None  # while a CUDA graph is recorded: the guard's (names, values) of each update
+        self.graphs = cuda_graphs.CudaGraphSteps(self) if capture else None
         self._join_world()
+
+    def _compile_networks(self) -> None:
+        """config.compile: torch.compile G's forward ("generator"), or G's and D's ("forward").
+
+        The modules are compiled in place (``nn.Module.compile``), so their state_dicts and the
+        checkpoints do not change. D is never compiled under a gradient penalty (the config refuses
+        it): AOTAutograd's compiled backward cannot be differentiated again ("torch.compile with
+        aot_autograd does not currently support double backward").
+        """
+        mode = self.config.compile
+        if mode in ("generator", "forward"):
+            self.G.compile(backend=COMPILE_BACKEND)
+        if mode == "forward":
+            self.D.compile(backend=COMPILE_BACKEND)
+
+    def _can_capture(self) -> bool:
+        """config.cuda_graphs: whether the steps can be captured here; warns once, naming why, when not."""
+        reason = cuda_graphs.fallback_reason(self.config, self.device, self.world)
+        if reason is not None:
+            warnings.warn(f"cuda_graphs: {reason}; training with eager steps", stacklevel=3)
+        return reason is None
 
     def _parameters_by_optimizer(self) -> dict:
         """id(optimizer) -> (gradient names for the non-finite guard, parameters), in optimizer order."""
@@ -141,8 +167,9 @@ class Trainer:
             self.lens_step()
         out = {**d_out, **g_out}
         if record_norms:
-            out["d_grad_norm"] = _grad_norm(self.D)
-            out["g_grad_norm"] = _grad_norm(self.G)
+            captured = self.graphs.last_grads if self.graphs is not None else {}
+            out["d_grad_norm"] = _grad_norm(captured.get("D", _grads(self.D)))
+            out["g_grad_norm"] = _grad_norm(captured.get("G", _grads(self.G)))
         self.step += 1
         if self.world.distributed and not self.config.sync_batchnorm:
             for module in (self.G, self.D, self.G_ema):  # BatchNorm running statistics, as DDP does
@@ -156,26 +183,47 @@ class Trainer:
         amp = self.config.amp
         if amp == "none":
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+        # A captured step must not reuse autocast's cast weights across replays (PyTorch's AMP + graphs rule).
+        return torch.autocast(self.device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16,
+                              cache_enabled=self.graphs is None)
 
-    def d_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """A real and a fake batch as D sees them: lensed real, instance noise on both."""
-        x_real = self._last_real = self.real.next()
+    def d_inputs(self, x_real: torch.Tensor | None = None, sigma=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A real and a fake batch as D sees them: lensed real, instance noise on both.
+
+        ``x_real`` defaults to the stream's next batch and ``sigma`` to sigma_t; a captured step
+        passes its static batch and a 0-d device tensor.
+        """
+        if x_real is None:
+            x_real = self.real.next()
+        self._last_real = x_real
         with torch.no_grad(), self.autocast():
             x_fake = self.G(self.latent(self.config.batch_size))
             if self.lens is not None:
                 x_real = self.lens(x_real)
         # Under autocast G and the lens emit half precision; D's inputs stay in the parameter dtype.
         x_real, x_fake = x_real.to(self.dtype), x_fake.to(self.dtype)
-        sigma = self.sigma(self.step)
-        if sigma > 0:
-            x_real = regularizers.instance_noise(x_real, sigma)
-            x_fake = regularizers.instance_noise(x_fake, sigma)
-        return x_real, x_fake
+        sigma = self.sigma(self.step) if sigma is None else sigma
+        return _noisy(x_real, sigma), _noisy(x_fake, sigma)
 
     def d_step(self) -> dict:
-        x_real, x_fake = self.d_inputs()
+        """One D update: a replay of the captured step under cuda_graphs, else eager."""
         due = self.reg != "none" and self.lazy.due(self.d_steps)
+        weight = self.lazy.weight(self.penalty_weight()) if due else 0.0  # a host number: no sync
+        if self.graphs is not None:
+            out = self.graphs.d_step(self.real.next(), self.sigma(self.step), weight, due)
+        else:
+            out = self.d_update(due, weight)
+        self.d_steps += 1
+        return out
+
+    def d_update(self, due: bool, weight, inputs: tuple | None = None) -> dict:
+        """The D step's body: forward, penalty when ``due`` (times ``weight``), backward, guard, step.
+
+        ``inputs`` = (real batch, sigma) for :meth:`d_inputs` (default: the next batch and sigma_t);
+        ``weight`` and sigma are numbers, or 0-d device tensors in a captured step. The values it
+        returns are detached device tensors; nothing here reads a value on the host.
+        """
+        x_real, x_fake = self.d_inputs() if inputs is None else self.d_inputs(*inputs)
         with self.autocast():
             v_real, v_fake, penalty = self.logits_and_penalty(x_real, x_fake, due)
         if self.meta_fake is not None:
@@ -183,14 +231,13 @@ class Trainer:
         with self.autocast():
             loss = losses.d_loss(self.config.variant, v_real, v_fake, **self.variant_options())
         if penalty is not None:
-            loss = loss + self.lazy.weight(self.penalty_weight()) * penalty
+            loss = loss + weight * penalty
         watched = {"real_batch": _peak(x_real), "fake_batch": _peak(x_fake), "d_loss": loss}
         if penalty is not None:
             watched["penalty"] = penalty
         self.optimize(self.opt_d, loss, watched)
         if self.config.variant == "wgan":
             regularizers.clip_weights_(self.D)
-        self.d_steps += 1
         nan = torch.full((), math.nan, device=self.device)
         return {"d_loss": loss.detach(), "penalty": penalty.detach() if penalty is not None else nan}
 
@@ -231,13 +278,17 @@ class Trainer:
         self.optimize(self.opt_meta, loss, {"meta_loss": loss})
 
     def g_step(self) -> dict:
+        """One G update and the EMA update: a replay of the captured step under cuda_graphs, else eager."""
+        if self.graphs is not None:
+            return self.graphs.g_step(self.sigma(self.step))
+        return self.g_update(self.sigma(self.step))
+
+    def g_update(self, sigma) -> dict:
+        """The G step's body; ``sigma`` is sigma_t, a number or (captured step) a 0-d device tensor."""
         self.D.requires_grad_(False)
         try:
             with self.autocast():
-                x_fake = self.G(self.latent(self.config.batch_size))
-                sigma = self.sigma(self.step)
-                if sigma > 0:
-                    x_fake = regularizers.instance_noise(x_fake, sigma)
+                x_fake = _noisy(self.G(self.latent(self.config.batch_size)), sigma)
                 loss = losses.g_loss(self.config.variant, self.D(x_fake), **self.variant_options())
             self.optimize(self.opt_g, loss, {"g_loss": loss})
         finally:
@@ -274,6 +325,10 @@ class Trainer:
             named = [(n, p.grad) for n, p in zip(grad_names, params) if p.grad is not None]
             names += [n for n, _ in named]
             grads = [g for _, g in named]
+        if self._captured_checks is not None:  # recording a CUDA graph: the guard gets the values after each replay
+            self._captured_checks.append((names, NonFiniteGuard.watched_values(scalars, grads)))
+            optimizer.step()  # no GradScaler here: amp=fp16 is not captured
+            return True
         if not self.guard.check(self.step, names, NonFiniteGuard.watched_values(scalars, grads)):
             optimizer.zero_grad(set_to_none=True)
             return False
@@ -450,6 +505,11 @@ class Trainer:
             self.guard.load_state_dict(state["nonfinite"])
         self._restore_rng(state)
         self._apply_config_learning_rates()
+        for part in self.modules().values():  # the saved optimizers may have been (not) capturable
+            if isinstance(part, torch.optim.Optimizer):
+                cuda_graphs.set_capturable(part, self.graphs is not None)
+        if self.graphs is not None:  # the captured steps point at the replaced optimizer states: capture anew
+            self.graphs = cuda_graphs.CudaGraphSteps(self)
 
     def _apply_config_learning_rates(self) -> None:
         """The config's learning rates win over the ones saved with the optimizers, so a resume
@@ -568,11 +628,22 @@ class _Window:
         return dict(zip(keys, values))
 
 
-def _grad_norm(module: torch.nn.Module) -> torch.Tensor:
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
+def _grads(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.grad for p in module.parameters() if p.grad is not None]
+
+
+def _grad_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """The L2 norm of all of ``grads`` together."""
     if not grads:
         return torch.zeros(())
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).float()
+
+
+def _noisy(x: torch.Tensor, sigma) -> torch.Tensor:
+    """Instance noise with sigma_t: a number (nothing drawn at 0) or a 0-d device tensor (a captured step)."""
+    if isinstance(sigma, torch.Tensor) or sigma > 0:
+        return regularizers.instance_noise(x, sigma)
+    return x
 
 
 def _peak(x: torch.Tensor) -> torch.Tensor:
