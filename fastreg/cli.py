@@ -8,6 +8,7 @@
 Exit status: 0 done, 2 bad input (config, data, paths, checkpoint), 3 stopped on a non-finite value.
     fastreg fid runs/x runs/y --floor               # FID/KID named by extractor (toy runs: W1, modes)
     fastreg diagnose runs/x --other runs/y          # histograms, interpolation, vanishing gradients, cross-test
+    fastreg experiment all --quick                  # every paper reproduction, small; runs/experiments/index.md
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo", help="folder of the demo's runs and report")
     demo.add_argument("--quick", action="store_true", help="a few steps of each run (a smoke test)")
     _add_evaluation_commands(commands)
+    _add_experiment_command(commands)
     return parser
 
 
@@ -79,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             report = run_demo(args.out, QUICK if args.quick else DemoBudget())
             print(f"fastreg demo: report written to {report} ({time.perf_counter() - start:.0f} s)")
+        elif args.command == "experiment":
+            return run_experiments(args)
         elif args.command in EVALUATION_COMMANDS:
             return EVALUATION_COMMANDS[args.command](args)
         elif args.command == "train":
@@ -101,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
               f"Last good checkpoint: {exc.checkpoint or 'none written yet'}", file=sys.stderr)
         return 3
     except ValueError as exc:
-        if args.command not in EVALUATION_COMMANDS:
+        if args.command not in (*EVALUATION_COMMANDS, "experiment"):
             raise
         print(f"fastreg {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -209,6 +213,52 @@ def run_diagnose(args: argparse.Namespace) -> int:
 
 
 EVALUATION_COMMANDS = {"fid": run_fid, "diagnose": run_diagnose}
+
+
+# --- experiment -------------------------------------------------------------------------------------
+
+def _add_experiment_command(commands) -> None:
+    from .experiments import EXPERIMENTS
+
+    p = commands.add_parser("experiment", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                            help="reproduce a source paper's claims (report.md with figures and a claims table)")
+    p.add_argument("name", metavar="NAME", help=f"all, or one of: {', '.join(EXPERIMENTS)}")
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument("--quick", action="store_const", const="quick", dest="scale",
+                       help="the small CPU scale (all experiments in about 20 minutes on 2 cores)")
+    scale.add_argument("--scale", choices=("tiny", "quick", "full"), dest="scale",
+                       help="tiny (a few steps, a smoke test), quick, or full (the papers' budgets; default)")
+    p.add_argument("--out", default="runs/experiments", help="parent folder: results land in OUT/NAME/")
+    p.add_argument("--data", default="digits", help="image dataset of the image experiments (roth-toy: a toy set)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="seeds (multi-seed experiments use all, the others the first; default: the scale's)")
+
+
+def run_experiments(args: argparse.Namespace) -> int:
+    from . import data
+    from .experiments import SCALES, check_name, run_all, run_experiment
+
+    try:
+        check_name(args.name)
+    except ValueError as exc:
+        print(f"fastreg experiment: {exc}", file=sys.stderr)
+        return 2
+    if args.data not in data.available():
+        print(f"fastreg experiment: data: unknown dataset {args.data!r}; expected one of "
+              f"{', '.join(data.available())}", file=sys.stderr)
+        return 2
+    scale = SCALES[args.scale or "full"].with_seeds(args.seeds)
+    start = time.perf_counter()
+    if args.name == "all":
+        reports, path = run_all(args.out, scale, args.data)
+    else:
+        reports = [run_experiment(args.name, args.out, scale, args.data)]
+        path = f"{reports[0].out}/report.md"
+    for r in reports:
+        verdicts = ", ".join(c.held for c in r.claims)
+        print(f"{r.name}: {verdicts}")
+    print(f"fastreg experiment: report written to {path} ({time.perf_counter() - start:.0f} s)")
+    return 0
 
 
 if __name__ == "__main__":
