@@ -232,6 +232,8 @@ def _add_experiment_command(commands) -> None:
     p.add_argument("--data", default="digits", help="image dataset of the image experiments (roth-toy: a toy set)")
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="seeds (multi-seed experiments use all, the others the first; default: the scale's)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="intra-op CPU threads (small models on a shared CPU run fastest on one)")
 
 
 def run_experiments(args: argparse.Namespace) -> int:
@@ -248,6 +250,12 @@ def run_experiments(args: argparse.Namespace) -> int:
               f"{', '.join(data.available())}", file=sys.stderr)
         return 2
     scale = SCALES[args.scale or "full"].with_seeds(args.seeds)
+    if args.threads < 1:
+        print(f"fastreg experiment: threads: must be at least 1, got {args.threads}", file=sys.stderr)
+        return 2
+    import torch
+
+    torch.set_num_threads(args.threads)
     start = time.perf_counter()
     if args.name == "all":
         reports, path = run_all(args.out, scale, args.data)

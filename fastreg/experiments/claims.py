@@ -93,8 +93,8 @@ def all_of(outcomes: Sequence[bool | None]) -> str:
     return at_least(outcomes, len(outcomes)) if outcomes else INCONCLUSIVE
 
 
-def fmt(value: float | None, digits: int = 3) -> str:
-    """A number for a table: 3 significant digits, '-' when missing, 'diverged' for inf/NaN."""
+def fmt(value: float | None, digits: int = 4) -> str:
+    """A number for a table: 4 significant digits, '-' when missing, 'diverged' for inf/NaN."""
     if value is None:
         return "-"
     if not math.isfinite(value):

@@ -87,7 +87,7 @@ def sample_panels(samples: dict[str, torch.Tensor], path: str, per_row: int = 8)
     for ax, (label, x) in zip(axes[0], samples.items()):
         x = torch.nan_to_num(x.float(), nan=0.0).clamp(-1, 1)
         if x.dim() == 2:
-            ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.5)
+            ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), s=2, alpha=0.5)
         else:
             n = (len(x) // per_row) * per_row or len(x)
             x = x[:n]
@@ -95,7 +95,8 @@ def sample_panels(samples: dict[str, torch.Tensor], path: str, per_row: int = 8)
             rows = max(1, n // per_row)
             grid = x.reshape(rows, -1, c, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, -1, c)
             grid = (grid + 1) / 2
-            ax.imshow(grid.squeeze(-1) if c == 1 else grid, cmap="gray" if c == 1 else None, vmin=0, vmax=1)
+            grid = grid.numpy()
+            ax.imshow(grid[..., 0] if c == 1 else grid, cmap="gray" if c == 1 else None, vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
         ax.set_title(label, fontsize=9)
