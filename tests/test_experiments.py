@@ -149,6 +149,8 @@ def test_toy_rule():
     unreg = {s: {"modes_covered": 3, "high_quality": 0.4, "wasserstein_1": 0.5} for s in (0, 1, 2)}
     assert [c.held for c in toy_claims(reg, unreg)] == [HELD, HELD, HELD]
     assert [c.held for c in toy_claims(unreg, reg)] == [NOT_HELD, NOT_HELD, NOT_HELD]
+    nothing = {s: {"modes_covered": 0, "high_quality": 0.0, "wasserstein_1": 0.4} for s in (0, 1, 2)}
+    assert toy_claims(nothing, nothing)[0].held == NOT_HELD   # 0 of 7 modes each: no evidence for the claim
 
 
 def test_noise_rule():

@@ -5,8 +5,8 @@ Full budgets (source papers): Roth et al. train DCGANs for 100k+ iterations at b
 toy MLPs for tens of thousands; Arjovsky & Bottou freeze G after 1, 10 and 25 epochs and train a
 fresh D for 4,000 iterations; Grewal et al. train at 50:1; Sajjadi et al. anneal the lens over K =
 100k steps. The full scale below follows those orders of magnitude at 32x32; the quick scale is
-calibrated to finish every experiment in about 20 minutes on a shared 2-core CPU: digits at their native 8x8,
-width 16, one intra-op thread, a few hundred steps per run, 4 of the 5 architectures, 50:1 for 20 G steps.
+calibrated to finish every experiment in about 20 minutes on a shared 2-core CPU: digits at 16x16 (at 8x8 the DCGAN
+D is a single conv layer, without batch norm), width 16, one intra-op thread, a few hundred steps per run, 4 of the 5 architectures, 50:1 for 20 G steps.
 """
 
 from __future__ import annotations
@@ -57,11 +57,11 @@ FULL = Scale(name="full", image_steps=20_000, toy_steps=20_000, resolution=32, w
              cross_samples=10_000, hist_samples=5000, toy_samples=10_000, lens_width=64, lens_k=None,
              tempered_steps=20_000)
 
-QUICK = Scale(name="quick", image_steps=200, toy_steps=500, resolution=8, width=16, eval_points=4,
+QUICK = Scale(name="quick", image_steps=250, toy_steps=1200, resolution=16, width=16, eval_points=4,
               eval_samples=500, extractor="auto", seeds=(0, 1, 2),
               architectures=("dcgan", "dcgan-nobn", "dcgan-narrow", "resnet"),
-              noise_levels=(0.05, 0.2, 0.5, 1.0), critic_g_steps=20, critic_ratio=50, fixed_g_d_steps=100,
-              epochs=(1, 10, 25), epoch_steps=None, fresh_d_steps=200, record_every=20, cross_steps=300,
+              noise_levels=(0.05, 0.2, 0.5, 1.0), critic_g_steps=20, critic_ratio=50, fixed_g_d_steps=250,
+              epochs=(1, 10, 25), epoch_steps=None, fresh_d_steps=800, record_every=50, cross_steps=300,
               cross_samples=2000, hist_samples=1000, toy_samples=5000, lens_width=8, lens_k=None,
               tempered_steps=150)
 

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from ..diagnostics.report import DiagnoseOptions, cross_test_runs
 from . import figures
 from .budget import Scale
-from .claims import Claim, all_of, at_least, fmt, lower, majority
+from .claims import HELD, NOT_HELD, Claim, all_of, at_least, fmt, lower, majority
 from .report import Report
 from .runs import image_config, toy_config, toy_quality, train_run
 
@@ -215,15 +215,18 @@ def _toy_bars(results: dict, seeds, out: str) -> str:
 def toy_claims(reg: dict[int, dict], unreg: dict[int, dict]) -> list[Claim]:
     """``reg``/``unreg``: seed -> {modes_covered, high_quality, wasserstein_1}."""
     seeds = sorted(reg)
+    n_modes = max(r.get("n_modes", 7) for r in (*reg.values(), *unreg.values()))
     modes = "; ".join(f"seed {s}: {reg[s]['modes_covered']} vs {unreg[s]['modes_covered']}" for s in seeds)
     quality = "; ".join(f"seed {s}: {reg[s]['high_quality']:.3f} vs {unreg[s]['high_quality']:.3f}" for s in seeds)
     w1 = "; ".join(f"seed {s}: {fmt(reg[s]['wasserstein_1'])} vs {fmt(unreg[s]['wasserstein_1'])}" for s in seeds)
     return [
-        Claim("The regularized GAN covers at least as many modes as the unregularized one, on every seed",
+        Claim("The regularized GAN covers all modes, and never fewer than the unregularized one",
               "regularized: all 7 modes; unregularized: fails on the misspecified mixture",
-              f"modes reg vs unreg: {modes}", seeds,
-              all_of([reg[s]["modes_covered"] >= unreg[s]["modes_covered"] for s in seeds]),
-              "modes covered with the regularizer >= without, on every seed."),
+              f"modes reg vs unreg (of {n_modes}): {modes}", seeds,
+              HELD if all(reg[s]["modes_covered"] >= unreg[s]["modes_covered"] for s in seeds)
+              and majority([reg[s]["modes_covered"] == n_modes for s in seeds]) == HELD else NOT_HELD,
+              "with the regularizer all modes covered on a majority of seeds, and on every seed at least as many "
+              "modes as without."),
         Claim("The regularized GAN puts more samples near the modes", "regularized samples concentrate on the modes",
               f"high-quality fraction reg vs unreg: {quality}", seeds,
               majority([lower(-reg[s]["high_quality"], -unreg[s]["high_quality"]) for s in seeds]),
