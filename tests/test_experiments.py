@@ -12,7 +12,7 @@ from fastreg import cli
 from fastreg.experiments import EXPERIMENTS, FULL, QUICK, TINY, run_all
 from fastreg.experiments.arjovsky import vanishing_claims
 from fastreg.experiments.claims import HELD, INCONCLUSIVE, NOT_HELD, TABLE_HEADER, VERDICTS, Claim, at_least, lower
-from fastreg.experiments.roth import (ARCHITECTURES, METHODS, cross_claims, noise_claims, stability_claims,
+from fastreg.experiments.roth import (METHODS, architecture, cross_claims, noise_claims, stability_claims,
                                       toy_claims)
 from fastreg.experiments.runs import command, image_config, toy_config
 from fastreg.experiments.tempered import tempered_claims
@@ -107,10 +107,11 @@ def test_quick_and_full_configs_are_valid(tmp_path):
     """Every configuration the quick and full scales would train is accepted (nothing is trained)."""
     for scale in (QUICK, FULL):
         for arch in scale.architectures:
-            for _, overrides in METHODS.values():
-                config = image_config(scale, "digits", str(tmp_path), 0, **ARCHITECTURES[arch][1](scale.width),
-                                      **overrides)
+            for method in METHODS:
+                config = image_config(scale, "digits", str(tmp_path), 0, **architecture(arch, method, scale.width))
                 assert config.steps == scale.image_steps and config.eval_every <= config.steps
+                # batch norm in D only without a gradient penalty
+                assert not config.resolved("d_batchnorm") or config.effective_reg() == "none"
         toy_config(scale, str(tmp_path), 0)
         image_config(scale, "digits", str(tmp_path), 0, steps=scale.tempered_steps, variant="wgan-gp", lens=True,
                      lens_width=scale.lens_width, lens_k=scale.tempered_steps)
@@ -128,6 +129,14 @@ def test_rule_primitives():
     assert lower(math.inf, math.nan) is None
     with pytest.raises(ValueError, match="held"):
         Claim("c", "p", "m", [0], "maybe", "r")
+
+
+def test_stability_architectures():
+    assert architecture("dcgan", "ns", 16) == {"model": "dcgan", "width": 16, "d_batchnorm": True}
+    assert architecture("dcgan", "roth-annealed", 16)["d_batchnorm"] is False
+    assert architecture("dcgan", "noise", 16)["d_batchnorm"] is True
+    assert architecture("dcgan-narrow", "wgan-gp", 16) == {"model": "dcgan", "width": 8, "d_batchnorm": False,
+                                                          "variant": "wgan-gp"}
 
 
 def test_stability_rule():
@@ -209,3 +218,15 @@ def test_cli_runs_one_experiment(capsys, tmp_path, one_thread):
     assert "roth-cross-test:" in printed and "report written to" in printed
     raw = json.loads((tmp_path / "roth-cross-test" / "metrics.json").read_text())
     assert raw["settings"]["seeds used"] == [3] and all(r["seed"] == 3 for r in raw["runs"])
+
+
+def test_lens_width_sets_the_lens_channels(tmp_path, one_thread):
+    """The tempered experiment's narrower lens (config field lens_width) reaches the trainer's lens."""
+    from fastreg.train.config import ConfigError
+    from fastreg.train.trainer import Trainer
+
+    config = image_config(TINY, "digits", str(tmp_path), 0, lens=True, lens_width=4)
+    lens = Trainer(config).lens
+    assert lens.inp.out_channels == 4 and lens.blocks[0].conv1.in_channels == 4
+    with pytest.raises(ConfigError, match="lens_width"):
+        image_config(TINY, "digits", str(tmp_path), 0, lens=True, lens_width=0)

@@ -140,6 +140,10 @@ def write_index(out: str, reports: list[Report], seconds: float, scale: Scale, d
         if r.figures:
             caption, path = r.figures[0]
             lines += [caption, "", f"![{r.name}]({os.path.relpath(path, out)})", ""]
+    lines += ["## Summary", ""]
+    for verdict in (HELD, NOT_HELD, INCONCLUSIVE):
+        names = [f"{r.name}: {c.claim}" for r in reports for c in r.claims if c.held == verdict]
+        lines += [f"**{verdict.capitalize()}** ({len(names)}):", "", *(f"- {n}" for n in names), ""]
     path = os.path.join(out, INDEX)
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -38,18 +38,33 @@ METHODS = {
 }
 
 
+PENALIZED = ("roth-annealed", "roth-0.1", "wgan-gp")
+
+
+def architecture(arch: str, method: str, width: int) -> dict:
+    """Config fields of an (architecture, method) pair: D without BN under a gradient penalty."""
+    fields = {**ARCHITECTURES[arch][1](width), **METHODS[method][1]}
+    if method in PENALIZED and "d_batchnorm" in fields:
+        fields["d_batchnorm"] = False
+    return fields
+
+
 def stability(out: str, scale: Scale, data: str) -> Report:
     start, seed = time.perf_counter(), scale.seeds[0]
     report = Report("roth-stability", "Roth et al. 2017: stability across architectures", out, scale, data, (seed,),
                     description="Each architecture trained with each method for the same budget and seed; final FID "
                                 "of the EMA generator (lower is better). A run stopped by a non-finite value counts "
-                                "as diverged (FID infinite).")
+                                "as diverged (FID infinite). The methods with a gradient penalty (both Roth settings and "
+                                "WGAN-GP) train D without batch norm on every architecture (fastreg's default: BN "
+                                "couples the samples of a batch, so the per-sample input gradients a penalty needs "
+                                "would be wrong); the unregularized and the instance-noise runs keep the "
+                                "architecture's BN.")
     fid: dict[str, dict[str, float]] = {}
     curves = {}
     jobs = [(a, m) for a in scale.architectures for m in METHODS]
     for arch, method in tqdm(jobs, desc="roth-stability", unit="run"):
         config = image_config(scale, data, os.path.join(out, "runs", f"{arch}-{method}"), seed,
-                              **ARCHITECTURES[arch][1](scale.width), **METHODS[method][1])
+                              **architecture(arch, method, scale.width))
         run = train_run(f"{arch} / {method}", config)
         report.runs.append(run)
         fid.setdefault(arch, {})[method] = run.final("fid")
