@@ -230,3 +230,21 @@ def test_lens_width_sets_the_lens_channels(tmp_path, one_thread):
     assert lens.inp.out_channels == 4 and lens.blocks[0].conv1.in_channels == 4
     with pytest.raises(ConfigError, match="lens_width"):
         image_config(TINY, "digits", str(tmp_path), 0, lens=True, lens_width=0)
+
+
+def test_readme_section_names_every_experiment_and_its_commands_parse():
+    """docs/readme_experiments_section.md (or README.md once merged): a row per experiment, and every
+    `fastreg experiment` command it shows is accepted by the CLI's parser with a known name."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    heading = "## Reproduce the papers' claims"
+    text = readme if heading in readme else (root / "docs" / "readme_experiments_section.md").read_text()
+    for name in EXPERIMENTS:
+        assert f"| `{name}` |" in text, name
+    commands = re.findall(r"^(fastreg experiment [^#\n]*)", text, re.M)
+    assert len(commands) >= 3
+    for line in commands:
+        args = cli.build_parser().parse_args(line.split()[1:])
+        assert args.name == "all" or args.name in EXPERIMENTS, line
