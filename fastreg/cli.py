@@ -10,6 +10,7 @@ Exit status: 0 done, 2 bad input (config, data, paths, checkpoint), 3 stopped on
     fastreg fid runs/x runs/y                       # between two runs, image folders or data:<name>
     fastreg diagnose all runs/x --other runs/y      # histograms, interpolation, vanishing gradients, cross-test
     fastreg diagnose vanishing runs/x --noise 0.5   # one diagnostic: <name>.png and <name>.json
+    fastreg experiment all --quick                  # every paper reproduction, small; runs/experiments/index.md
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo", help="folder of the demo's runs and report")
     demo.add_argument("--quick", action="store_true", help="a few steps of each run (a smoke test)")
     _add_evaluation_commands(commands)
+    _add_experiment_command(commands)
     return parser
 
 
@@ -82,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             report = run_demo(args.out, QUICK if args.quick else DemoBudget())
             print(f"fastreg demo: report written to {report} ({time.perf_counter() - start:.0f} s)")
+        elif args.command == "experiment":
+            return run_experiments(args)
         elif args.command in EVALUATION_COMMANDS:
             return EVALUATION_COMMANDS[args.command](args)
         elif args.command == "train":
@@ -104,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
               f"Last good checkpoint: {exc.checkpoint or 'none written yet'}", file=sys.stderr)
         return 3
     except ValueError as exc:
-        if args.command not in EVALUATION_COMMANDS:
+        if args.command not in (*EVALUATION_COMMANDS, "experiment"):
             raise
         print(f"fastreg {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -339,6 +343,60 @@ def _add_diagnose_command(commands) -> None:
     p.add_argument("--extractor", default="auto",
                    help=f"FID/KID features: {SPEC_HELP}; Inception only from a local weights file "
                         f"(inception:<file> or ${INCEPTION_ENV}), never downloaded")
+
+
+# --- experiment -------------------------------------------------------------------------------------
+
+def _add_experiment_command(commands) -> None:
+    from .experiments import EXPERIMENTS
+
+    p = commands.add_parser("experiment", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                            help="reproduce a source paper's claims (report.md with figures and a claims table)")
+    p.add_argument("name", metavar="NAME", help=f"all, or one of: {', '.join(EXPERIMENTS)}")
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument("--quick", action="store_const", const="quick", dest="scale",
+                       help="the small CPU scale (all experiments in about 20 minutes on 2 cores)")
+    scale.add_argument("--scale", choices=("tiny", "quick", "full"), dest="scale",
+                       help="tiny (a few steps, a smoke test), quick, or full (the papers' budgets; default)")
+    p.add_argument("--out", default="runs/experiments", help="parent folder: results land in OUT/NAME/")
+    p.add_argument("--data", default="digits", help="image dataset of the image experiments (roth-toy: a toy set)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="seeds (multi-seed experiments use all, the others the first; default: the scale's)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="intra-op CPU threads (small models on a shared CPU run fastest on one)")
+
+
+def run_experiments(args: argparse.Namespace) -> int:
+    from . import data
+    from .experiments import SCALES, check_name, run_all, run_experiment
+
+    try:
+        check_name(args.name)
+    except ValueError as exc:
+        print(f"fastreg experiment: {exc}", file=sys.stderr)
+        return 2
+    if args.data not in data.available():
+        print(f"fastreg experiment: data: unknown dataset {args.data!r}; expected one of "
+              f"{', '.join(data.available())}", file=sys.stderr)
+        return 2
+    scale = SCALES[args.scale or "full"].with_seeds(args.seeds)
+    if args.threads < 1:
+        print(f"fastreg experiment: threads: must be at least 1, got {args.threads}", file=sys.stderr)
+        return 2
+    import torch
+
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    if args.name == "all":
+        reports, path = run_all(args.out, scale, args.data)
+    else:
+        reports = [run_experiment(args.name, args.out, scale, args.data)]
+        path = f"{reports[0].out}/report.md"
+    for r in reports:
+        verdicts = ", ".join(c.held for c in r.claims)
+        print(f"{r.name}: {verdicts}")
+    print(f"fastreg experiment: report written to {path} ({time.perf_counter() - start:.0f} s)")
+    return 0
 
 
 if __name__ == "__main__":

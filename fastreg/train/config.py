@@ -52,6 +52,7 @@ class TrainConfig:
     noise_schedule: str = field(default="linear", metadata={"help": "noise decay to 0: constant, linear, exponential"})
     lens: bool = field(default=False, metadata={"help": "Tempered GAN lens on real data (Sajjadi et al. 2018)"})
     lens_k: int = field(default=100_000, metadata={"help": "lens schedule length K: lambda_t = 1 - sin(t pi / 2K)"})
+    lens_width: int = field(default=64, metadata={"help": "channels of the lens's 8 residual blocks"})
     vral_mu_real: float = field(default=1.0, metadata={"help": "VRAL mu_r"})
     vral_mu_fake: float = field(default=0.0, metadata={"help": "VRAL mu_f (-1 for CelebA/LSUN)"})
     data: str = field(default="digits", metadata={"help": "dataset name (fastreg.data.available())"})
@@ -163,7 +164,7 @@ class TrainConfig:
             raise ConfigError(f"gamma_anneal: must lie in (0, 1], got {self.gamma_anneal}")
         if self.gamma_anneal is not None and self.reg != "roth":
             raise ConfigError("gamma_anneal: annealing is Roth's schedule; set reg=roth")
-        for name in ("reg_every", "lens_k", "z_dim", "width", "batch_size", "steps", "log_every",
+        for name in ("reg_every", "lens_k", "lens_width", "z_dim", "width", "batch_size", "steps", "log_every",
                      "sample_every", "checkpoint_every", "keep_checkpoints"):
             _check_positive_int(name, getattr(self, name))
         if self.n_critic is not None:

@@ -86,7 +86,7 @@ class Trainer:
         self.lens = self.opt_lens = None
         self.lens_lambda = schedules.LensSchedule(c.lens_k)
         if c.lens:
-            self.lens = models.Lens(channels=self.shape[0]).to(self.device, self.dtype)
+            self.lens = models.Lens(channels=self.shape[0], width=c.lens_width).to(self.device, self.dtype)
             self.opt_lens = build.optimizer(c, self.lens.parameters(), c.resolved("lr_d"))
         self.meta_fake = self.meta_real = self.opt_meta = None
         if c.variant == "vral":

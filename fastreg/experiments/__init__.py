@@ -1,0 +1,64 @@
+"""``fastreg experiment NAME|all``: reproductions of the source papers' claims, each with a report.
+
+Every experiment trains with :class:`fastreg.train.Trainer` and measures with :mod:`fastreg.metrics`
+and :mod:`fastreg.diagnostics`, then writes ``<out>/<NAME>/report.md`` (settings, the claims table,
+PNG figures, a ``fastreg train`` command per run) and ``metrics.json`` (every number). The size of
+everything is one :class:`~fastreg.experiments.budget.Scale` (tiny, quick, full); the code is the same.
+
+Modules: :mod:`.roth` (roth-stability, roth-cross-test, roth-toy, explicit-noise), :mod:`.arjovsky`
+(arjovsky-vanishing), :mod:`.vral`, :mod:`.tempered`; :mod:`.claims` (verdict rules),
+:mod:`.report` (reports and index), :mod:`.runs` (training runs and their commands),
+:mod:`.figures`, :mod:`.budget` (scales).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from .budget import FULL, QUICK, SCALES, TINY, Scale
+from .claims import Claim
+from .report import Report, write_index
+
+
+def _registry() -> dict:
+    from . import arjovsky, roth, tempered, vral
+
+    return {"roth-stability": roth.stability, "roth-cross-test": roth.cross, "roth-toy": roth.toy,
+            "explicit-noise": roth.explicit_noise, "arjovsky-vanishing": arjovsky.vanishing, "vral": vral.vral,
+            "tempered": tempered.tempered}
+
+
+EXPERIMENTS = ("roth-stability", "roth-cross-test", "roth-toy", "explicit-noise", "arjovsky-vanishing", "vral",
+               "tempered")
+
+
+def check_name(name: str) -> None:
+    if name != "all" and name not in EXPERIMENTS:
+        raise ValueError(f"experiment: unknown name {name!r}; expected all or one of {', '.join(EXPERIMENTS)}")
+
+
+def run_experiment(name: str, out: str = "runs/experiments", scale: Scale = QUICK, data: str = "digits") -> Report:
+    """Run one experiment into ``out/name`` and write its report; returns the report (``.out`` its folder)."""
+    check_name(name)
+    if name == "all":
+        raise ValueError("experiment: use run_all for 'all'")
+    report = _registry()[name](os.path.join(out, name), scale, data)
+    report.write()
+    return report
+
+
+def run_all(out: str = "runs/experiments", scale: Scale = QUICK, data: str = "digits",
+            names: tuple[str, ...] = EXPERIMENTS) -> tuple[list[Report], str]:
+    """Every experiment (in order), then ``out/index.md``; returns the reports and the index's path."""
+    start = time.perf_counter()
+    reports = []
+    for name in names:
+        print(f"fastreg experiment: {name} ({scale.name})", flush=True)
+        reports.append(run_experiment(name, out, scale, data))
+    index = write_index(out, reports, time.perf_counter() - start, scale, data)
+    return reports, index
+
+
+__all__ = ["EXPERIMENTS", "FULL", "QUICK", "SCALES", "TINY", "Claim", "Report", "Scale", "check_name",
+           "run_all", "run_experiment"]

@@ -1,0 +1,75 @@
+"""How big each experiment is: one :class:`Scale` object, so tiny (tests), quick (CPU) and full (the
+papers' budgets, for a GPU) runs share every line of the experiments' code.
+
+Full budgets (source papers): Roth et al. train DCGANs for 100k+ iterations at batch 64 and their
+toy MLPs for tens of thousands; Arjovsky & Bottou freeze G after 1, 10 and 25 epochs and train a
+fresh D for 4,000 iterations; Grewal et al. train at 50:1; Sajjadi et al. anneal the lens over K =
+100k steps. The full scale below follows those orders of magnitude at 32x32; the quick scale is
+calibrated to finish every experiment in about 20 minutes on a shared 2-core CPU: digits at 16x16 (at 8x8 the DCGAN
+D is a single conv layer, without batch norm), width 16, one intra-op thread, a few hundred steps per run, 4 of the 5 architectures, 50:1 for 20 G steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    image_steps: int                 # generator steps of an image run
+    toy_steps: int                   # generator steps of a toy MLP run
+    resolution: int                  # image side
+    width: int                       # channel width C of G and D (architectures scale it)
+    eval_points: int                 # evaluations per run (the last at the final step)
+    eval_samples: int                # generated samples per FID evaluation
+    extractor: str                   # FID features ("auto": the dataset's classifier, or Inception)
+    seeds: tuple[int, ...]           # seeds of the multi-seed experiments (single-seed ones take the first)
+    architectures: tuple[str, ...]   # roth-stability
+    noise_levels: tuple[float, ...]  # explicit-noise: sigma of the explicit instance noise
+    critic_g_steps: int              # vral: generator steps at 50:1
+    critic_ratio: int                # vral: D steps per G step (50 in Grewal et al.)
+    fixed_g_d_steps: int             # vral: D steps against a fixed generator
+    epochs: tuple[int, ...]          # arjovsky-vanishing: G training epochs before freezing
+    epoch_steps: int | None          # steps per epoch (None: one pass over the dataset)
+    fresh_d_steps: int               # arjovsky-vanishing: D steps of the fresh D
+    record_every: int                # arjovsky-vanishing: record interval (D steps)
+    cross_steps: int                 # roth-cross-test: generator steps of each model
+    cross_samples: int               # roth-cross-test: generated samples per model
+    hist_samples: int                # vral: samples per histogram side
+    toy_samples: int                 # roth-toy: samples for modes covered and quality
+    lens_width: int                  # tempered: channels of the lens's residual blocks
+    lens_k: int | None               # tempered: lens schedule length K (None: the run's steps)
+    tempered_steps: int              # tempered: generator steps of each run
+
+    def settings(self) -> dict:
+        return asdict(self)
+
+    def with_seeds(self, seeds) -> "Scale":
+        return self if not seeds else replace(self, seeds=tuple(int(s) for s in seeds))
+
+
+FULL = Scale(name="full", image_steps=20_000, toy_steps=20_000, resolution=32, width=64, eval_points=10,
+             eval_samples=5000, extractor="auto", seeds=(0, 1, 2),
+             architectures=("dcgan", "dcgan-nobn", "dcgan-narrow", "dcgan-wide", "resnet"),
+             noise_levels=(0.01, 0.05, 0.1, 0.5, 1.0), critic_g_steps=2000, critic_ratio=50, fixed_g_d_steps=5000,
+             epochs=(1, 10, 25), epoch_steps=None, fresh_d_steps=4000, record_every=100, cross_steps=20_000,
+             cross_samples=10_000, hist_samples=5000, toy_samples=10_000, lens_width=64, lens_k=None,
+             tempered_steps=20_000)
+
+QUICK = Scale(name="quick", image_steps=250, toy_steps=1200, resolution=16, width=16, eval_points=4,
+              eval_samples=500, extractor="auto", seeds=(0, 1, 2),
+              architectures=("dcgan", "dcgan-nobn", "dcgan-narrow", "resnet"),
+              noise_levels=(0.05, 0.2, 0.5, 1.0), critic_g_steps=20, critic_ratio=50, fixed_g_d_steps=250,
+              epochs=(1, 10, 25), epoch_steps=None, fresh_d_steps=800, record_every=50, cross_steps=300,
+              cross_samples=2000, hist_samples=1000, toy_samples=5000, lens_width=8, lens_k=None,
+              tempered_steps=150)
+
+# A few steps of everything: the test suite's smoke scale (raw-pixel FID, no classifier to train).
+TINY = Scale(name="tiny", image_steps=3, toy_steps=4, resolution=8, width=8, eval_points=1, eval_samples=40,
+             extractor="raw", seeds=(0, 1), architectures=("dcgan", "resnet"), noise_levels=(0.1, 1.0),
+             critic_g_steps=2, critic_ratio=3, fixed_g_d_steps=3, epochs=(1, 2), epoch_steps=1, fresh_d_steps=4,
+             record_every=2, cross_steps=3, cross_samples=40, hist_samples=40, toy_samples=200, lens_width=4,
+             lens_k=None, tempered_steps=2)
+
+SCALES = {"tiny": TINY, "quick": QUICK, "full": FULL}

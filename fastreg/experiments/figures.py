@@ -1,0 +1,119 @@
+"""The experiments' figures (matplotlib, PNG): curves per panel, bars with seeds, sample grids,
+confusion matrices. Histograms and vanishing-gradient curves reuse :mod:`fastreg.plots`."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, plt, path: str) -> str:
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def curve_panels(panels: dict[str, dict[str, list[tuple[float, float]]]], path: str, ylabel: str,
+                 xlabel: str = "generator step", log_y: bool = False, columns: int = 5) -> str:
+    """One panel per key of ``panels``, one line per label; non-finite points are left out and a run
+    with none is marked 'diverged' in its legend."""
+    plt = _pyplot()
+    n = max(1, len(panels))
+    cols = min(columns, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 3.0 * rows), squeeze=False)
+    for ax, (title, lines) in zip(axes.flat, panels.items()):
+        for label, points in lines.items():
+            good = [(x, y) for x, y in points if math.isfinite(y) and (y > 0 or not log_y)]
+            if good:
+                ax.plot(*zip(*good), marker="o", markersize=3, linewidth=1.2, label=label)
+            else:
+                ax.plot([], [], label=f"{label} (diverged)")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if log_y:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return _save(fig, plt, path)
+
+
+def grouped_bars(groups: dict[str, dict[str, list[float]]], path: str, ylabel: str) -> str:
+    """Bars of the mean over seeds per (group, label) with every seed's value as a dot; a non-finite
+    value is drawn as a cross at the top of the axis."""
+    plt = _pyplot()
+    labels = list(dict.fromkeys(label for g in groups.values() for label in g))
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.4 * len(groups) * max(1, len(labels)) * 0.6), 3.2))
+    width = 0.8 / max(1, len(labels))
+    finite_values = [v for g in groups.values() for vs in g.values() for v in vs if math.isfinite(v)]
+    top = max(finite_values) * 1.15 if finite_values else 1.0
+    for j, label in enumerate(labels):
+        for i, (group, values) in enumerate(groups.items()):
+            vs = values.get(label, [])
+            x = i + (j - (len(labels) - 1) / 2) * width
+            ok = [v for v in vs if math.isfinite(v)]
+            if ok:
+                ax.bar(x, sum(ok) / len(ok), width * 0.9, color=f"C{j}", alpha=0.6, label=label if i == 0 else None)
+                ax.plot([x] * len(ok), ok, "k.", markersize=4)
+            if len(ok) < len(vs):
+                ax.plot([x], [top], "rx")
+    ax.set_xticks(range(len(groups)), list(groups), fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7)
+    return _save(fig, plt, path)
+
+
+def sample_panels(samples: dict[str, torch.Tensor], path: str, per_row: int = 8) -> str:
+    """A grid of image samples (values in [-1, 1]) per label, side by side; toy samples as 2-D scatter."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(samples), figsize=(2.6 * len(samples), 2.8), squeeze=False)
+    for ax, (label, x) in zip(axes[0], samples.items()):
+        x = torch.nan_to_num(x.float(), nan=0.0).clamp(-1, 1)
+        if x.dim() == 2:
+            ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), s=2, alpha=0.5)
+        else:
+            n = (len(x) // per_row) * per_row or len(x)
+            x = x[:n]
+            c, h, w = x.shape[1:]
+            rows = max(1, n // per_row)
+            grid = x.reshape(rows, -1, c, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, -1, c)
+            grid = (grid + 1) / 2
+            grid = grid.numpy()
+            ax.imshow(grid[..., 0] if c == 1 else grid, cmap="gray" if c == 1 else None, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        ax.set_title(label, fontsize=9)
+    return _save(fig, plt, path)
+
+
+def confusion_panels(matrices: dict[str, list[list[float]]], row_labels: list[str], col_labels: list[str],
+                     path: str) -> str:
+    """Heat maps of fractions (rows: sample source, columns: D's call)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(matrices), figsize=(3.8 * len(matrices), 3.0), squeeze=False)
+    for ax, (title, m) in zip(axes[0], matrices.items()):
+        ax.imshow(m, vmin=0, vmax=1, cmap="Blues")
+        for i, row in enumerate(m):
+            for j, value in enumerate(row):
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="k" if value < 0.6 else "w")
+        ax.set_xticks(range(len(col_labels)), col_labels, fontsize=8)
+        ax.set_yticks(range(len(row_labels)), row_labels, fontsize=8)
+        ax.set_title(title, fontsize=9)
+    return _save(fig, plt, path)

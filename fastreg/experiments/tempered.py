@@ -1,0 +1,88 @@
+"""Sajjadi, Parascandolo, Mehrjou, Schölkopf 2018, "Tempered Adversarial Networks": GAN, LSGAN and
+WGAN-GP with and without the lens, over several seeds."""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+
+from tqdm.auto import tqdm
+
+from . import figures
+from .budget import Scale
+from .claims import INCONCLUSIVE, Claim, finite, fmt, lower, majority
+from .report import Report
+from .runs import image_config, train_run
+
+VARIANTS = ("gan", "lsgan", "wgan-gp")
+
+
+def tempered(out: str, scale: Scale, data: str) -> Report:
+    start, seeds = time.perf_counter(), scale.seeds
+    steps = scale.tempered_steps
+    lens_k = scale.lens_k or steps
+    report = Report("tempered", "Sajjadi et al. 2018: the Tempered GAN lens", out, scale, data, seeds,
+                    description=f"Each variant (DCGAN, default D) with and without the lens (8 residual blocks of "
+                                f"width {scale.lens_width}, lambda_t = 1 - sin(t pi / 2K) with K = {lens_k}, so the "
+                                f"lens returns to the identity by step K), {steps} generator steps, seeds "
+                                f"{', '.join(map(str, seeds))}.")
+    fid = {v: {"plain": [], "lens": []} for v in VARIANTS}
+    curves = {v: {} for v in VARIANTS}
+    jobs = [(v, lens, s) for v in VARIANTS for lens in (False, True) for s in seeds]
+    for variant, lens, seed in tqdm(jobs, desc="tempered", unit="run"):
+        kind = "lens" if lens else "plain"
+        extra = {"lens": True, "lens_k": lens_k, "lens_width": scale.lens_width} if lens else {}
+        config = image_config(scale, data, os.path.join(out, "runs", f"{variant}-{kind}-seed{seed}"), seed,
+                              steps=steps, variant=variant, **extra)
+        run = train_run(f"{variant} {kind} seed {seed}", config)
+        report.runs.append(run)
+        fid[variant][kind].append(run.final("fid"))
+        curves[variant][f"{kind} s{seed}"] = run.curve("fid")
+    report.figure("FID during training per variant, each seed a line (log scale):",
+                  figures.curve_panels(curves, os.path.join(out, "fid_curves.png"), "FID", log_y=True, columns=3))
+    report.figure("Final FID (bars: mean over seeds, dots: seeds, red cross: a diverged run):",
+                  figures.grouped_bars({v: {"without lens": fid[v]["plain"], "with lens": fid[v]["lens"]}
+                                        for v in VARIANTS}, os.path.join(out, "final_fid.png"), "final FID"))
+    report.sections += ["## Final FID over seeds", "", "| variant | without lens: mean (std) | with lens: mean (std) | "
+                        "seeds without | seeds with |", "|---|---:|---:|---|---|"]
+    for v in VARIANTS:
+        p, l = summary(fid[v]["plain"]), summary(fid[v]["lens"])
+        report.sections.append(f"| {v} | {fmt(p[0])} ({fmt(p[1])}) | {fmt(l[0])} ({fmt(l[1])}) | "
+                               f"{', '.join(fmt(x) for x in fid[v]['plain'])} | "
+                               f"{', '.join(fmt(x) for x in fid[v]['lens'])} |")
+    report.claims = tempered_claims(fid, list(seeds))
+    report.settings = {"variants": list(VARIANTS), "steps": steps, "lens K": lens_k, "lens width": scale.lens_width}
+    report.results = {"final_fid": fid}
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def summary(values: list[float]) -> tuple[float, float]:
+    """(mean, std) over seeds; inf mean when a run diverged, nan std with fewer than 2 finite values."""
+    if not values:
+        return math.nan, math.nan
+    if not finite(*values):
+        return math.inf, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+def tempered_claims(fid: dict[str, dict[str, list[float]]], seeds: list[int]) -> list[Claim]:
+    """``fid[variant]["plain"|"lens"]``: final FIDs over seeds."""
+    variants = list(fid)
+    means = {v: (summary(fid[v]["plain"])[0], summary(fid[v]["lens"])[0]) for v in variants}
+    stds = {v: (summary(fid[v]["plain"])[1], summary(fid[v]["lens"])[1]) for v in variants}
+    spread = [lower(stds[v][1], stds[v][0]) if finite(*stds[v]) else None for v in variants]
+    return [
+        Claim("The lens improves FID", "lens improves FID, e.g. DCGAN on MNIST 42 -> 22",
+              "mean FID without -> with lens: " + "; ".join(f"{v} {fmt(a)} -> {fmt(b)}" for v, (a, b) in means.items()),
+              seeds, majority([lower(means[v][1], means[v][0]) for v in variants]),
+              f"mean final FID over seeds lower with the lens for a majority of the {len(variants)} variants."),
+        Claim("The lens makes training more robust to the seed", "smaller spread of FID over seeds with the lens",
+              "FID std over seeds without -> with lens: " + "; ".join(f"{v} {fmt(a)} -> {fmt(b)}"
+                                                                   for v, (a, b) in stds.items()),
+              seeds, majority(spread) if len(seeds) > 1 else INCONCLUSIVE,
+              f"standard deviation of the final FID over seeds smaller with the lens for a majority of the "
+              f"{len(variants)} variants (needs at least 2 seeds)."),
+    ]
