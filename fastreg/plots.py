@@ -8,7 +8,7 @@ import os
 from .train.metrics_log import read_metrics
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -19,7 +19,7 @@ def _pyplot():
 
 def plot_curves(runs: dict[str, str], keys: list[str], path: str, log_y: tuple[str, ...] = ()) -> str:
     """One panel per metric key, one line per run (label -> run folder); returns ``path``."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for label, run_dir in runs.items():
@@ -33,12 +33,12 @@ def plot_curves(runs: dict[str, str], keys: list[str], path: str, log_y: tuple[s
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    return _save(fig, plt, path)
+    return save_figure(fig, plt, path)
 
 
 def plot_histograms(histograms: dict[str, dict], path: str) -> str:
     """One panel per discriminator: its logit histograms on real and fake samples (VRAL figs. 1-2)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(histograms), figsize=(4.2 * len(histograms), 3.2), squeeze=False)
     for ax, (label, h) in zip(axes[0], histograms.items()):
         edges = h["edges"]
@@ -48,12 +48,12 @@ def plot_histograms(histograms: dict[str, dict], path: str) -> str:
         ax.set_title(f"{label}\n(accuracy {h['accuracy']:.2f}{overlap})", fontsize=9)
         ax.set_xlabel("D logit v")
     axes[0][0].legend(fontsize=8)
-    return _save(fig, plt, path)
+    return save_figure(fig, plt, path)
 
 
 def plot_interpolation(profiles: dict[str, dict], path: str) -> str:
     """Mean logit and mean input-gradient norm along x(t) = t x_r + (1 - t) x_f (VRAL fig. 3)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.2))
     for label, profile in profiles.items():
         axes[0].plot(profile["t"], profile["mean_logit"], label=label)
@@ -65,13 +65,13 @@ def plot_interpolation(profiles: dict[str, dict], path: str) -> str:
         ax.grid(alpha=0.3)
     axes[1].set_yscale("log")
     axes[0].legend(fontsize=8)
-    return _save(fig, plt, path)
+    return save_figure(fig, plt, path)
 
 
 def plot_vanishing(runs: dict[str, list], path: str) -> str:
     """G gradient norms (mean +- std over latent batches) vs the D iterations of a fresh D, log scale
     (Arjovsky & Bottou 2017, figs. 2-3): the minimax cost's and the -log D cost's."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.2))
     for label, records in runs.items():
         steps = [r.d_step for r in records]
@@ -87,13 +87,13 @@ def plot_vanishing(runs: dict[str, list], path: str) -> str:
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    return _save(fig, plt, path)
+    return save_figure(fig, plt, path)
 
 
 def plot_cross_test(result: dict, names: tuple[str, str], path: str) -> str:
     """Roth's cross-test: each D's confusion matrix on (real, own fakes), and the cross false-positive rates
     (the fraction of the other generator's samples each D calls real)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.4))
     for ax, side, name in zip(axes, "ab", names):
         c = result[f"confusion_{side}"]
@@ -116,10 +116,10 @@ def plot_cross_test(result: dict, names: tuple[str, str], path: str) -> str:
     axes[2].set_ylim(0, 1.05)
     axes[2].set_title("cross false-positive rate\n(other model's fakes called real)", fontsize=9)
     axes[2].tick_params(axis="x", labelsize=8)
-    return _save(fig, plt, path)
+    return save_figure(fig, plt, path)
 
 
-def _save(fig, plt, path: str) -> str:
+def save_figure(fig, plt, path: str) -> str:
     fig.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig.savefig(path, dpi=110)

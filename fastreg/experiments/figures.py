@@ -4,33 +4,17 @@ confusion matrices. Histograms and vanishing-gradient curves reuse :mod:`fastreg
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, plt, path: str) -> str:
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+from ..plots import pyplot, save_figure
 
 
 def curve_panels(panels: dict[str, dict[str, list[tuple[float, float]]]], path: str, ylabel: str,
                  xlabel: str = "generator step", log_y: bool = False, columns: int = 5) -> str:
     """One panel per key of ``panels``, one line per label; non-finite points are left out and a run
     with none is marked 'diverged' in its legend."""
-    plt = _pyplot()
+    plt = pyplot()
     n = max(1, len(panels))
     cols = min(columns, n)
     rows = math.ceil(n / cols)
@@ -51,13 +35,13 @@ def curve_panels(panels: dict[str, dict[str, list[tuple[float, float]]]], path: 
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    return _save(fig, plt, path)
+    return save_figure(fig, plt, path)
 
 
 def grouped_bars(groups: dict[str, dict[str, list[float]]], path: str, ylabel: str) -> str:
     """Bars of the mean over seeds per (group, label) with every seed's value as a dot; a non-finite
     value is drawn as a cross at the top of the axis."""
-    plt = _pyplot()
+    plt = pyplot()
     labels = list(dict.fromkeys(label for g in groups.values() for label in g))
     fig, ax = plt.subplots(figsize=(max(4.0, 1.4 * len(groups) * max(1, len(labels)) * 0.6), 3.2))
     width = 0.8 / max(1, len(labels))
@@ -77,12 +61,12 @@ def grouped_bars(groups: dict[str, dict[str, list[float]]], path: str, ylabel: s
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7)
-    return _save(fig, plt, path)
+    return save_figure(fig, plt, path)
 
 
 def sample_panels(samples: dict[str, torch.Tensor], path: str, per_row: int = 8) -> str:
     """A grid of image samples (values in [-1, 1]) per label, side by side; toy samples as 2-D scatter."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(samples), figsize=(2.6 * len(samples), 2.8), squeeze=False)
     for ax, (label, x) in zip(axes[0], samples.items()):
         x = torch.nan_to_num(x.float(), nan=0.0).clamp(-1, 1)
@@ -100,13 +84,13 @@ def sample_panels(samples: dict[str, torch.Tensor], path: str, per_row: int = 8)
             ax.set_xticks([])
             ax.set_yticks([])
         ax.set_title(label, fontsize=9)
-    return _save(fig, plt, path)
+    return save_figure(fig, plt, path)
 
 
 def confusion_panels(matrices: dict[str, list[list[float]]], row_labels: list[str], col_labels: list[str],
                      path: str) -> str:
     """Heat maps of fractions (rows: sample source, columns: D's call)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(matrices), figsize=(3.8 * len(matrices), 3.0), squeeze=False)
     for ax, (title, m) in zip(axes[0], matrices.items()):
         ax.imshow(m, vmin=0, vmax=1, cmap="Blues")
@@ -116,4 +100,4 @@ def confusion_panels(matrices: dict[str, list[list[float]]], row_labels: list[st
         ax.set_xticks(range(len(col_labels)), col_labels, fontsize=8)
         ax.set_yticks(range(len(row_labels)), row_labels, fontsize=8)
         ax.set_title(title, fontsize=9)
-    return _save(fig, plt, path)
+    return save_figure(fig, plt, path)

@@ -10,6 +10,7 @@ import time
 from tqdm.auto import tqdm
 
 from ..diagnostics.report import DiagnoseOptions, cross_test_runs
+from ..plots import pyplot, save_figure
 from . import figures
 from .budget import Scale
 from .claims import HELD, NOT_HELD, Claim, all_of, at_least, fmt, lower, majority
@@ -288,7 +289,7 @@ def explicit_noise(out: str, scale: Scale, data: str) -> Report:
 def _noise_plot(noise_fid: dict, roth: float, none: float, path: str) -> str:
     import math
 
-    plt = figures._pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     points = [(s, v) for s, v in noise_fid.items() if math.isfinite(v)]
     if points:
@@ -302,7 +303,7 @@ def _noise_plot(noise_fid: dict, roth: float, none: float, path: str) -> str:
     ax.set_ylabel("final FID")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return figures._save(fig, plt, path)
+    return save_figure(fig, plt, path)
 
 
 def noise_claims(roth: float, none: float, noise_fid: dict[float, float], seed: int) -> list[Claim]:
