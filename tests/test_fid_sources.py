@@ -64,6 +64,25 @@ def test_image_folder_loads_back_what_was_written(tmp_path, digits8):
     assert conform(grey, 3, 16).shape == (20, 3, 16, 16)
 
 
+def test_a_folder_holds_more_images_than_open_files_allowed(tmp_path, digits8):
+    import resource
+
+    write_pngs(tmp_path / "many", digits8[:300])
+    write_pngs(tmp_path / "mixed", digits8[:2], rgb=True)
+    write_pngs(tmp_path / "mixed" / "grey", digits8[2:4])
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(128, hard), hard))
+    try:
+        images = load_images(sorted(str(p) for p in (tmp_path / "many").iterdir()))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert images.shape == (300, 1, 8, 8) and (images - digits8[:300]).abs().max() <= 1 / 255 + 1e-6
+    mixed = open_source(str(tmp_path / "mixed"), 0)  # RGB and grey files: all RGB, grey copied to each channel
+    assert mixed.channels == 3 and mixed.size == 4
+    (batch,) = list(mixed.batches(4))
+    torch.testing.assert_close(batch[:, 0], batch[:, 2], rtol=0, atol=0)
+
+
 def test_a_folder_against_itself_and_against_its_dataset(tmp_path, digits8):
     write_pngs(tmp_path / "all", digits8)
     same = compare(open_source(str(tmp_path / "all"), 0), open_source(str(tmp_path / "all"), 0), extractor="raw")

@@ -95,27 +95,27 @@ def folder_source(path: str, seed: int) -> Source:
 
 
 def load_images(files: list[str]) -> torch.Tensor:
-    """``[N, C, R, R]`` in [-1, 1]; grey when every file is grey, else RGB; all the first file's size."""
+    """``[N, C, R, R]`` in [-1, 1]; grey when every file is grey, else RGB; all the first file's size.
+
+    Files are read one at a time (one open file at any moment, whatever their number)."""
     import numpy as np
     from PIL import Image
 
-    with Image.open(files[0]) as first:
-        size = first.size
-    if size[0] != size[1]:
-        raise ValueError(f"source: images must be square, {files[0]} is {size[0]}x{size[1]}")
-    opened = [Image.open(f) for f in files]
-    try:
-        mode = "L" if all(im.mode in ("L", "1", "I;16") for im in opened) else "RGB"
-        arrays = []
-        for path, im in zip(files, opened):
+    size, pixels = None, []
+    for path in files:
+        with Image.open(path) as im:
+            size = size or im.size
+            if size[0] != size[1]:
+                raise ValueError(f"source: images must be square, {path} is {size[0]}x{size[1]}")
             if im.size != size:
                 raise ValueError(f"source: {path} is {im.size[0]}x{im.size[1]}, the others {size[0]}x{size[1]}")
-            arrays.append(np.asarray(im.convert(mode), dtype=np.float32))
-    finally:
-        for im in opened:
-            im.close()
-    images = torch.from_numpy(np.stack(arrays))
-    images = images[:, None] if mode == "L" else images.permute(0, 3, 1, 2)
+            grey = im.mode in ("L", "1", "I;16")
+            pixels.append(np.asarray(im.convert("L" if grey else "RGB"), dtype=np.float32))
+    if all(p.ndim == 2 for p in pixels):
+        images = torch.from_numpy(np.stack(pixels))[:, None]
+    else:
+        rgb = [p if p.ndim == 3 else np.repeat(p[..., None], 3, axis=-1) for p in pixels]
+        images = torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2)
     return images * (2.0 / 255.0) - 1.0
 
 
