@@ -1,14 +1,19 @@
 """Training-step benchmarks: DCGAN 32x32, batch 64 (issue 9).
 
-D steps on fixed real/fake batches (forward, penalty, backward, optimizer step):
-- ``ns``: unregularized non-saturating D step (the baseline of this group);
-- ``ns_roth_fastreg``: Roth's Omega_JS with fastreg (one D forward for loss and penalty, fused op);
+D steps on fixed real/fake batches (forward, penalty, backward, optimizer step). Each comparison uses
+one D on both sides: the NS group trains Radford et al.'s DCGAN D with batch norm (as Roth et al.'s
+code), the WGAN-GP group a critic without normalization (as Gulrajani et al.):
+- ``ns``: unregularized non-saturating D step (the baseline of its group);
+- ``ns_roth_fastreg``: Roth's Omega_JS with fastreg (D's forwards on the real and the fake batch shared by
+  loss and penalty: separate forwards, as batch norm requires; fused op);
 - ``ns_roth_anchor``: the same loss written the way reference implementations do it: a
   second D forward for the penalty, the weights and norms in plain PyTorch;
 - ``ns_roth_lazy4``: fastreg Roth applied every 4th D step with weight x4 (4 steps timed, per-step mean;
   the same for its full iterations);
+- ``wgan``: the critic step without a penalty (the baseline of the WGAN-GP group);
 - ``wgan_gp_fastreg`` / ``wgan_gp_anchor``: WGAN-GP's D step with fastreg's penalty vs plain PyTorch.
-Full iterations (n_critic D steps + G step) of the trainer for several variants, plus the speed
+Full iterations (n_critic D steps + G step) of the trainer for several variants (the D of each variant's
+paper: batch norm for the NS family, none for WGAN-GP), plus the speed
 options: ``ns_compiled`` (``compile="forward"``: G and D compiled, unregularized) and, on CUDA only,
 ``ns_roth_cuda_graphs`` / ``ns_cuda_graphs`` (``cuda_graphs=True``, timed after warm-up and capture).
 Ratios (time / baseline time) come from one run: `make bench` then `make bench-report`.
@@ -30,9 +35,9 @@ D_STEP_ROUNDS, ITERATION_ROUNDS = 20, 10  # medians of this many timed calls (2 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 
 
-def make_d(device):
+def make_d(device, norm):
     torch.manual_seed(0)
-    D = models.DCGANDiscriminator(width=WIDTH, resolution=RESOLUTION, channels=3).to(device)
+    D = models.DCGANDiscriminator(width=WIDTH, resolution=RESOLUTION, channels=3, norm=norm).to(device)
     return D, torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
 
 
@@ -78,6 +83,10 @@ def ns_roth_lazy4_steps(D, opt, x_real, x_fake):
         ns_step(D, opt, x_real, x_fake)
 
 
+def wgan_step(D, opt, x_real, x_fake):
+    step(opt, losses.d_loss("wgan-gp", D(x_real), D(x_fake)))
+
+
 def wgan_gp_fastreg_step(D, opt, x_real, x_fake):
     loss = losses.d_loss("wgan-gp", D(x_real), D(x_fake))
     step(opt, loss + 10.0 * regularizers.gradient_penalty(D, x_real, x_fake))
@@ -91,20 +100,25 @@ def wgan_gp_anchor_step(D, opt, x_real, x_fake):
     step(opt, loss + 10.0 * ((g.flatten(1).norm(dim=1) - 1) ** 2).mean())
 
 
-D_STEPS = {
-    "ns": (ns_step, 1), "ns_roth_fastreg": (ns_roth_fastreg_step, 1), "ns_roth_anchor": (ns_roth_anchor_step, 1),
-    "ns_roth_lazy4": (ns_roth_lazy4_steps, 4), "wgan_gp_fastreg": (wgan_gp_fastreg_step, 1),
-    "wgan_gp_anchor": (wgan_gp_anchor_step, 1),
+# group -> (D's normalization, baseline, {impl: (step function, D steps per call)})
+D_STEP_GROUPS = {
+    "ns": ("batch", "ns", {"ns": (ns_step, 1), "ns_roth_fastreg": (ns_roth_fastreg_step, 1),
+                           "ns_roth_anchor": (ns_roth_anchor_step, 1), "ns_roth_lazy4": (ns_roth_lazy4_steps, 4)}),
+    "wgan-gp": ("none", "wgan", {"wgan": (wgan_step, 1), "wgan_gp_fastreg": (wgan_gp_fastreg_step, 1),
+                                 "wgan_gp_anchor": (wgan_gp_anchor_step, 1)}),
 }
+D_STEP_CASES = [(group, impl) for group, (_, _, impls) in D_STEP_GROUPS.items() for impl in impls]
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("impl", list(D_STEPS))
-def test_d_step(benchmark, impl, device):
-    fn, steps_per_call = D_STEPS[impl]
-    benchmark.group = f"D step dcgan{RESOLUTION} batch{BATCH} {device}"
-    benchmark.extra_info.update(impl=impl, baseline="ns", device=device, steps_per_call=steps_per_call)
-    D, opt = make_d(device)
+@pytest.mark.parametrize("group,impl", D_STEP_CASES, ids=[impl for _, impl in D_STEP_CASES])
+def test_d_step(benchmark, group, impl, device):
+    norm, baseline, impls = D_STEP_GROUPS[group]
+    fn, steps_per_call = impls[impl]
+    benchmark.group = f"{group} D step dcgan{RESOLUTION} ({norm} norm) batch{BATCH} {device}"
+    benchmark.extra_info.update(impl=impl, baseline=baseline, device=device, steps_per_call=steps_per_call,
+                                d_norm=norm)
+    D, opt = make_d(device, norm)
     x_real, x_fake = batches(device)
     for _ in range(2):
         fn(D, opt, x_real, x_fake)
@@ -115,7 +129,7 @@ def test_d_step(benchmark, impl, device):
 ITERATION_VARIANTS = {
     "ns": {"variant": "ns"}, "ns_roth": {"variant": "ns", "reg": "roth", "gamma": 2.0, "gamma_anneal": 0.01},
     "ns_roth_lazy4": {"variant": "ns", "reg": "roth", "reg_every": 4}, "wgan_gp": {"variant": "wgan-gp"},
-    "lsgan": {"variant": "lsgan"}, "ns_r1": {"variant": "ns", "reg": "r1"},
+    "lsgan": {"variant": "lsgan"}, "ns_r1": {"variant": "ns", "reg": "r1", "d_norm": "batch"},
     "ns_noise": {"variant": "ns", "noise": 0.1},
     "ns_compiled": {"variant": "ns", "compile": "forward"},
 }
@@ -140,8 +154,11 @@ def test_full_iteration(benchmark, impl, device, tmp_path):
     # Lazy regularization penalizes one iteration in reg_every: time whole cycles, report the mean.
     per_call = fields.get("reg_every", 1)
     benchmark.extra_info.update(impl=impl, baseline="ns", device=device, steps_per_call=per_call)
-    config = TrainConfig(data="digits", resolution=RESOLUTION, width=WIDTH, batch_size=BATCH, d_batchnorm=False,
-                         device=device, out=str(tmp_path / impl), **fields)
+    # The NS family trains one D (batch norm, Radford et al. and Roth et al.'s code; ns_r1 sets it, R1's own
+    # default being none) so its ratios to ns compare like with like; WGAN-GP's critic has no normalization.
+    config = TrainConfig(data="digits", resolution=RESOLUTION, width=WIDTH, batch_size=BATCH, device=device,
+                         out=str(tmp_path / impl), **fields)
+    benchmark.extra_info.update(d_norm=config.resolved("d_norm"))
     trainer = Trainer(config)
     # Untimed: compilation, and for cuda_graphs the eager warm-up steps and the captures.
     for _ in range(cuda_graphs.WARMUP_STEPS + 2 if config.cuda_graphs else 2):

@@ -21,11 +21,12 @@ import torch
 from . import data
 from .metrics import mode_coverage
 from .plots import plot_curves
+from .regularizer_table import REGULARIZERS
 from .train.config import TrainConfig
 from .train.metrics_log import read_metrics
 from .train.trainer import Trainer
 
-ROTH = {"reg": "roth", "gamma": 2.0, "gamma_anneal": 0.01}
+ROTH = REGULARIZERS["roth"].preset(annealed=True)  # gamma0 = 2.0 annealed by alpha = 0.01 (Roth et al. 2017)
 TOY_SAMPLES = 5000
 
 
@@ -51,8 +52,11 @@ EVAL_CAPTIONS = {
 
 
 def demo_configs(out: str, budget: DemoBudget, seed: int = 0) -> dict[str, TrainConfig]:
+    # The DCGAN D of Radford et al. and of Roth et al.'s code, batch norm included, on both sides: the
+    # regularized run differs only in the regularizer (its penalty runs D on the real and the fake batch in
+    # separate forwards, as the authors' code and as the unregularized D step do).
     digits = TrainConfig(variant="ns", data="digits", resolution=budget.resolution, width=budget.width,
-                         batch_size=64, steps=budget.digits_steps, d_batchnorm=False, seed=seed,
+                         batch_size=64, steps=budget.digits_steps, d_norm="batch", seed=seed,
                          log_every=max(1, budget.digits_steps // 60), sample_every=budget.digits_steps,
                          checkpoint_every=budget.digits_steps, keep_checkpoints=1,
                          eval_every=max(1, budget.digits_steps // budget.eval_points),

@@ -46,12 +46,17 @@ def grad_penalty(grad: torch.Tensor, logits: torch.Tensor | None = None, *, weig
     Differentiable w.r.t. ``grad`` and ``logits``, twice (``gradgradcheck``
     passes). Accumulates in float32 (float64 for float64 inputs).
 
-    Example (Roth et al.'s regularizer on a concatenated real+fake batch)::
+    Example (Roth et al.'s :math:`\Omega_{JS} = E_P[\dots] + E_Q[\dots]`, the sum of the real-batch
+    and the fake-batch means, with D run on each batch separately as its batch norm needs)::
 
-        x = torch.cat([x_real, x_fake]).requires_grad_()
-        v = D(x).flatten()
-        (g,) = torch.autograd.grad(v.sum(), x, create_graph=True)
-        omega = 2 * grad_penalty(g, v, weight="roth_js", num_real=len(x_real))
+        x_real, x_fake = x_real.detach().requires_grad_(), x_fake.detach().requires_grad_()
+        v_real, v_fake = D(x_real).flatten(), D(x_fake).flatten()
+        g_real, g_fake = torch.autograd.grad(v_real.sum() + v_fake.sum(), (x_real, x_fake), create_graph=True)
+        omega = (grad_penalty(g_real, v_real, weight="roth_js", num_real=len(x_real))
+                 + grad_penalty(g_fake, v_fake, weight="roth_js", num_real=0))
+
+    One call on concatenated rows, ``2 * grad_penalty(g, v, weight="roth_js", num_real=B)``, is the
+    same only when both batches hold ``B`` rows (it averages over all ``2B``).
     """
     check_grad_penalty_inputs(grad, logits, weight, num_real, norm, target)
     if not use_native(grad.device):

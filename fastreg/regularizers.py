@@ -1,8 +1,8 @@
 r"""Discriminator regularizers and add-ons (DESIGN.md section 3).
 
 - :func:`roth_penalty`: Roth, Lucchi, Nowozin, Hofmann 2017's regularizer (symmetric JS form
-  for ``gan``/``ns``/``bgan``, :math:`\Omega_f` for ``fgan:<div>``), one D forward shared with
-  the main loss.
+  for ``gan``/``ns``/``bgan``, :math:`\Omega_f` for ``fgan:<div>``), its D forwards shared with
+  the main loss: one joint forward, or one per batch when D couples the samples of a batch.
 - :func:`gradient_penalty`: WGAN-GP, two-sided and one-sided (Gulrajani et al. 2017).
 - :func:`r1_penalty`, :func:`r2_penalty`: Mescheder, Geiger, Nowozin 2018.
 - :func:`instance_noise`: Arjovsky & Bottou 2017's Gaussian instance noise.
@@ -11,7 +11,8 @@ r"""Discriminator regularizers and add-ons (DESIGN.md section 3).
   (Karras et al. 2020, StyleGAN2).
 
 Every penalty returns the *unweighted* penalty; the caller adds it to the D loss with its
-weight (:math:`\gamma/2` for Roth, R1, R2; :math:`\lambda` for WGAN-GP). The norms go through
+weight (:math:`\gamma/2` for Roth, R1, R2; :math:`\lambda` for WGAN-GP; the defaults and this rule
+are rows of :data:`fastreg.regularizer_table.REGULARIZERS`). The norms go through
 the fused op :func:`fastreg.ops.grad_penalty`, differentiable twice, so the D loss backpropagates
 into D's parameters through :math:`\nabla_x v`.
 
@@ -35,10 +36,11 @@ import torch.nn as nn
 from .divergences import DIVERGENCES
 from .ops import gaussian_noise, grad_penalty
 from .ops import random_interpolate as fused_random_interpolate
+from .regularizer_table import FORWARD_MODES, REGULARIZERS
 
-ROTH_GAMMA = 0.1     # constant gamma of Roth et al. 2017
-GP_LAMBDA = 10.0     # lambda of Gulrajani et al. 2017
-R1_GAMMA = 10.0      # gamma of Mescheder et al. 2018's code
+ROTH_GAMMA = REGULARIZERS["roth"].weight  # constant gamma of Roth et al. 2017 (0.1)
+GP_LAMBDA = REGULARIZERS["gp"].weight     # lambda of Gulrajani et al. 2017 (10)
+R1_GAMMA = REGULARIZERS["r1"].weight      # gamma of Mescheder et al. 2018's code (10)
 WGAN_CLIP = 0.01     # weight bound of Arjovsky et al. 2017
 
 Discriminator = Callable[[torch.Tensor], torch.Tensor]
@@ -88,13 +90,43 @@ def _requiring_grad(x: torch.Tensor) -> torch.Tensor:
     return x if x.requires_grad else x.detach().requires_grad_()
 
 
-def _warn_on_batch_norm(D, who: str) -> None:
+def couples_batch(D) -> bool | None:
+    """Whether D's output for one sample depends on the other samples of its batch: a batch-norm layer
+    in training mode, or any submodule that says so with a true ``couples_batch`` attribute (e.g. a
+    minibatch-statistics layer). None for a D that is not an ``nn.Module`` (it cannot be inspected)."""
     if not isinstance(D, nn.Module):
-        return
-    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in D.modules()):
+        return None
+    return any((isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training) or getattr(m, "couples_batch", False)
+               is True for m in D.modules())
+
+
+def resolve_forward(D, forward: str, who: str = "roth_penalty") -> str:
+    """``forward`` (auto, joint, separate) as joint or separate for D; joint on a batch-coupled D is refused.
+
+    ``auto`` is ``separate`` when :func:`couples_batch` (per-batch statistics, as Roth et al.'s code
+    runs D on the real and the fake batch in separate calls) or when D cannot be inspected (a plain
+    function), and ``joint`` otherwise (one call on ``cat([x_real, x_fake])``: the same numbers, one
+    forward instead of two).
+    """
+    if forward not in FORWARD_MODES:
+        raise ValueError(f"{who}: forward must be one of {', '.join(FORWARD_MODES)}, got {forward!r}")
+    coupled = couples_batch(D)
+    if forward == "auto":
+        return "joint" if coupled is False else "separate"
+    if forward == "joint" and coupled:
+        raise ValueError(f"{who}: forward='joint' runs D once on cat([x_real, x_fake]), but D couples the samples "
+                         "of a batch (batch norm in training mode): the mixed batch's statistics differ from the "
+                         "pure batches D sees elsewhere, and training degenerates. Use forward='separate' (or "
+                         "'auto'), or a D without batch-coupling layers")
+    return forward
+
+
+def _warn_on_batch_norm(D, who: str) -> None:
+    if isinstance(D, nn.Module) and couples_batch(D):
         warnings.warn(f"fastreg.regularizers.{who}: D has BatchNorm layers in training mode; they couple the "
-                      "samples of a batch, so the per-sample input gradients the penalty assumes are wrong. "
-                      "Build D without batch norm (e.g. DCGANDiscriminator(batch_norm=False)).", stacklevel=3)
+                      "samples of a batch of interpolates, which invalidates WGAN-GP's per-sample penalty "
+                      "(Gulrajani et al. 2017). Build the critic without batch norm, or with layer norm "
+                      "(DCGANDiscriminator(norm='layer')).", stacklevel=3)
 
 
 def _logits(D: Discriminator, x: torch.Tensor, who: str) -> torch.Tensor:
@@ -106,12 +138,17 @@ def _logits(D: Discriminator, x: torch.Tensor, who: str) -> torch.Tensor:
 
 
 def _input_gradient(v: torch.Tensor, x: torch.Tensor, scaler) -> torch.Tensor:
-    """:math:`\\nabla_x \\sum_i v_i` with create_graph, scaled/unscaled by ``scaler`` (AMP recipe)."""
+    r""":math:`\nabla_x \sum_i v_i` with create_graph, scaled/unscaled by ``scaler`` (AMP recipe)."""
+    return _input_gradients((v,), (x,), scaler)[0]
+
+
+def _input_gradients(vs: tuple, xs: tuple, scaler) -> tuple:
+    r""":math:`\nabla_{x_k} \sum_i v_{k,i}` for separate forwards ``v_k = D(x_k)``, in one autograd call."""
+    total = sum(v.sum() for v in vs)
     if scaler is not None and scaler.is_enabled():
-        (g,) = torch.autograd.grad(scaler.scale(v.sum()), x, create_graph=True)
-        return g * (1.0 / scaler.get_scale())
-    (g,) = torch.autograd.grad(v.sum(), x, create_graph=True)
-    return g
+        grads = torch.autograd.grad(scaler.scale(total), xs, create_graph=True)
+        return tuple(g * (1.0 / scaler.get_scale()) for g in grads)
+    return torch.autograd.grad(total, xs, create_graph=True)
 
 
 def _penalty(g: torch.Tensor, v: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
@@ -134,17 +171,23 @@ def _roth_form(divergence: str) -> tuple[str, str | None]:
 
 
 def roth_penalty(D: Discriminator, x_real: torch.Tensor, x_fake: torch.Tensor, divergence: str = "js", *,
-                 scaler=None) -> RothPenalty:
+                 forward: str = "auto", scaler=None) -> RothPenalty:
     r"""Roth, Lucchi, Nowozin, Hofmann 2017, "Stabilizing Training of GANs through Regularization".
 
-    One D forward on ``cat([x_real, x_fake])`` (inputs requiring grad), :math:`g = \nabla_x v` with
+    D's logits on both batches (inputs requiring grad), :math:`g = \nabla_x v` with
     ``create_graph=True``, then the fused op. ``divergence``:
 
     - ``"js"`` (also accepted: the variant names ``gan``, ``ns``, ``bgan``), the symmetric JS form
       of the authors' code,
       :math:`\Omega_{JS} = E_P[(1-\sigma(v))^2\lVert g\rVert^2] + E_Q[\sigma(v)^2\lVert g\rVert^2]`;
     - ``"fgan:<div>"`` (or ``"f:<div>"``), :math:`\Omega_f = E_Q[w_f(v)\lVert g\rVert^2]` with
-      :math:`w_f` of DESIGN.md section 4.
+      :math:`w_f` of :mod:`fastreg.divergences`.
+
+    ``forward``: ``"separate"`` calls D on ``x_real`` and on ``x_fake`` (per-batch statistics in a
+    batch-norm D, as the authors' code does, and as the G step and an unregularized D step see D);
+    ``"joint"`` calls it once on ``cat([x_real, x_fake])`` (faster; only valid when D has no
+    batch-coupling layer, else ValueError naming ``forward``); ``"auto"`` picks separate exactly
+    when D couples its batch (:func:`couples_batch`). Without such layers both give the same numbers.
 
     Scaled as in the authors' code (the sum of the real-batch and fake-batch means), so the
     paper's :math:`\gamma` (2.0 annealed by :class:`fastreg.schedules.ExponentialAnneal`, or 0.1
@@ -152,22 +195,28 @@ def roth_penalty(D: Discriminator, x_real: torch.Tensor, x_fake: torch.Tensor, d
     the weights :math:`\sigma(v)` are differentiated too. The batches may differ in size.
 
     Returns ``(penalty, v_real, v_fake)``: reuse the logits for the main D loss, e.g.
-    ``losses.d_loss("ns", v_real, v_fake) + gamma / 2 * penalty``, with no second D forward.
+    ``losses.d_loss("ns", v_real, v_fake) + gamma / 2 * penalty``, with no further D forward.
     """
     form, div = _roth_form(divergence)
-    _warn_on_batch_norm(D, "roth_penalty")
+    mode = resolve_forward(D, forward)
     n_real = x_real.shape[0]
-    x = _requiring_grad(torch.cat([x_real, x_fake]))
-    v = _logits(D, x, "roth_penalty")
-    g = _input_gradient(v, x, scaler)
-    if form == "f":
-        omega = _penalty(g[n_real:], v[n_real:], weight=f"f:{div}")
-    elif n_real == x_fake.shape[0]:
-        omega = 2 * _penalty(g, v, weight="roth_js", num_real=n_real)  # mean over 2B rows, times 2
+    if mode == "joint":
+        x = _requiring_grad(torch.cat([x_real, x_fake]))
+        v = _logits(D, x, "roth_penalty")
+        g = _input_gradient(v, x, scaler)
+        v_real, v_fake, g_real, g_fake = v[:n_real], v[n_real:], g[:n_real], g[n_real:]
     else:
-        omega = (_penalty(g[:n_real], v[:n_real], weight="roth_js", num_real=n_real)
-                 + _penalty(g[n_real:], v[n_real:], weight="roth_js", num_real=0))
-    return RothPenalty(omega, v[:n_real], v[n_real:])
+        xr, xf = _requiring_grad(x_real), _requiring_grad(x_fake)
+        v_real, v_fake = _logits(D, xr, "roth_penalty"), _logits(D, xf, "roth_penalty")
+        g_real, g_fake = _input_gradients((v_real, v_fake), (xr, xf), scaler)
+    if form == "f":
+        omega = _penalty(g_fake, v_fake, weight=f"f:{div}")
+    elif mode == "joint" and n_real == x_fake.shape[0]:
+        omega = 2 * _penalty(g, v, weight="roth_js", num_real=n_real)  # mean over 2B rows, times 2: one op call
+    else:  # E_P[...] + E_Q[...]: each batch's mean, so the batches may differ in size
+        omega = (_penalty(g_real, v_real, weight="roth_js", num_real=n_real)
+                 + _penalty(g_fake, v_fake, weight="roth_js", num_real=0))
+    return RothPenalty(omega, v_real, v_fake)
 
 
 # --- gradient penalties ------------------------------------------------------------------------
@@ -189,7 +238,6 @@ def gradient_penalty(D: Discriminator, x_real: torch.Tensor, x_fake: torch.Tenso
 
 
 def _squared_norm_penalty(D: Discriminator, x: torch.Tensor, who: str, scaler) -> PenaltyAndLogits:
-    _warn_on_batch_norm(D, who)
     x = _requiring_grad(x)
     v = _logits(D, x, who)
     return PenaltyAndLogits(_penalty(_input_gradient(v, x, scaler), norm="sq"), v)

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import math
 
-ROTH_GAMMA0 = 2.0
-ROTH_ALPHA = 0.01
+from .regularizer_table import REGULARIZERS
+
+ROTH_GAMMA0 = REGULARIZERS["roth"].annealed_start  # 2.0
+ROTH_ALPHA = REGULARIZERS["roth"].anneal_alpha     # 0.01
 LENS_K = 100_000
 
 
@@ -96,8 +98,11 @@ class Constant(Schedule):
 class ExponentialAnneal(Schedule):
     r""":math:`v_t = v_0\,\alpha^{t/T}`: Roth, Lucchi, Nowozin, Hofmann 2017's annealed
     regularizer weight :math:`\gamma_t = \gamma_0\,\alpha^{t/T}` (:math:`\gamma_0 = 2`,
-    :math:`\alpha = 0.01`, ``t`` the D-step counter, ``T`` = ``total_steps`` the total number of
-    steps). The formula holds for every ``t``, also past ``T``."""
+    :math:`\alpha = 0.01`). Exponent convention: ``t`` counts generator iterations and ``T`` =
+    ``total_steps`` is their total, so :math:`\gamma` falls by the factor :math:`\alpha` over the
+    run and every D step of one iteration shares :math:`\gamma_t` (the authors' code decays
+    :math:`\gamma` with the global step, which counts generator iterations). The formula holds
+    for every ``t``, also past ``T``."""
 
     _params = ("start", "alpha", "total_steps")
 

@@ -12,9 +12,10 @@ from fastreg import cli
 from fastreg.experiments import EXPERIMENTS, FULL, QUICK, TINY, run_all
 from fastreg.experiments.arjovsky import vanishing_claims
 from fastreg.experiments.claims import HELD, INCONCLUSIVE, NOT_HELD, TABLE_HEADER, VERDICTS, Claim, at_least, lower
-from fastreg.experiments.roth import (METHODS, architecture, cross_claims, noise_claims, stability_claims,
+from fastreg.experiments.roth import (ARCHITECTURES, METHODS, architecture, cross_claims, noise_claims, stability_claims,
                                       toy_claims)
 from fastreg.experiments.runs import command, image_config, toy_config
+from fastreg.regularizer_table import REGULARIZER_FIELDS
 from fastreg.experiments.tempered import tempered_claims
 from fastreg.experiments.vral import vral_claims
 
@@ -110,8 +111,11 @@ def test_quick_and_full_configs_are_valid(tmp_path):
             for method in METHODS:
                 config = image_config(scale, "digits", str(tmp_path), 0, **architecture(arch, method, scale.width))
                 assert config.steps == scale.image_steps and config.eval_every <= config.steps
-                # batch norm in D only without a gradient penalty
-                assert not config.resolved("d_batchnorm") or config.effective_reg() == "none"
+                # the architecture decides D's normalization; only WGAN-GP's critic swaps batch norm for layer norm
+                want = ARCHITECTURES[arch][1](scale.width)["d_norm"]
+                if config.variant == "wgan-gp" and want == "batch":
+                    want = "layer"
+                assert config.resolved("d_norm") == want
         toy_config(scale, str(tmp_path), 0)
         image_config(scale, "digits", str(tmp_path), 0, steps=scale.tempered_steps, variant="wgan-gp", lens=True,
                      lens_width=scale.lens_width, lens_k=scale.tempered_steps)
@@ -132,11 +136,39 @@ def test_rule_primitives():
 
 
 def test_stability_architectures():
-    assert architecture("dcgan", "ns", 16) == {"model": "dcgan", "width": 16, "d_batchnorm": True}
-    assert architecture("dcgan", "roth-annealed", 16)["d_batchnorm"] is False
-    assert architecture("dcgan", "noise", 16)["d_batchnorm"] is True
-    assert architecture("dcgan-narrow", "wgan-gp", 16) == {"model": "dcgan", "width": 8, "d_batchnorm": False,
+    assert architecture("dcgan", "ns", 16) == {"model": "dcgan", "width": 16, "d_norm": "batch"}
+    assert architecture("dcgan", "roth-annealed", 16)["d_norm"] == "batch"   # the same D as unregularized
+    assert architecture("dcgan-nobn", "roth-annealed", 16)["d_norm"] == "none"
+    assert architecture("dcgan", "noise", 16)["d_norm"] == "batch"
+    assert architecture("dcgan-narrow", "wgan-gp", 16) == {"model": "dcgan", "width": 8, "d_norm": "layer",
                                                           "variant": "wgan-gp"}
+
+
+LIKE_FOR_LIKE = set(REGULARIZER_FIELDS) | {"noise", "noise_schedule", "out"}  # what a compared run may change
+
+
+def differing_fields(a, b) -> set:
+    a, b = a.with_resolved_architecture(), b.with_resolved_architecture()
+    return {f for f in vars(a) if getattr(a, f) != getattr(b, f)}
+
+
+def test_compared_runs_differ_only_in_the_regularizer(suite):
+    """Regularized vs unregularized (and vs instance noise) runs train the same D and G with the same data,
+    budget and seed: only the regularizer's (or the noise's) fields differ."""
+    _, reports, _ = suite
+    by_name = {r.name: r for r in reports}
+    stability = by_name["roth-stability"].runs
+    for arch in {run.name.split(" / ")[0] for run in stability}:
+        group = {run.name.split(" / ")[1]: run.config for run in stability if run.name.startswith(f"{arch} / ")}
+        for method in ("roth-annealed", "roth-0.1", "noise"):
+            assert differing_fields(group["ns"], group[method]) <= LIKE_FOR_LIKE, (arch, method)
+        assert group["roth-annealed"].d_forward in ("joint", "separate")  # resolved from D, recorded in the report
+    for name in ("roth-cross-test", "explicit-noise", "roth-toy"):
+        runs = by_name[name].runs
+        first = runs[0].config
+        for run in runs[1:]:
+            if run.config.seed == first.seed:
+                assert differing_fields(first, run.config) <= LIKE_FOR_LIKE, (name, run.name)
 
 
 def test_stability_rule():

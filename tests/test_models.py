@@ -150,16 +150,28 @@ def test_dcgan_init_statistics():
     assert float(G.net[-2].bias.abs().max()) == 0
 
 
-def test_batch_norm_in_d_is_optional_and_warned_about_by_penalties():
+def test_normalization_in_d_is_a_choice_with_defaults_from_the_regularizers_paper():
     assert not models.has_batch_norm(models.DCGANDiscriminator(width=4, resolution=8))
     D = models.DCGANDiscriminator(width=4, resolution=16, batch_norm=True)
-    assert models.has_batch_norm(D)
+    assert models.has_batch_norm(D) and D.norm == "batch"
+    layer = models.DCGANDiscriminator(width=4, resolution=16, norm="layer")
+    assert not models.has_batch_norm(layer) and any(isinstance(m, torch.nn.GroupNorm) for m in layer.modules())
     assert models.d_batch_norm_default("ns") is True
-    assert models.d_batch_norm_default("ns", reg="roth") is False
-    assert models.d_batch_norm_default("wgan-gp") is False
-    x = torch.randn(4, 3, 16, 16)
-    with pytest.warns(UserWarning, match="BatchNorm"):
-        regularizers.roth_penalty(D, x, x.flip(0))
+    assert models.d_batch_norm_default("ns", reg="roth") is True   # Roth et al.'s DCGAN keeps batch norm
+    assert models.d_batch_norm_default("ns", reg="r1") is False
+    assert models.d_batch_norm_default("wgan-gp") is False        # Gulrajani et al.: no BN in the critic
+    with pytest.raises(ValueError, match="norm must be one of"):
+        models.DCGANDiscriminator(width=4, resolution=16, norm="instance")
+    with pytest.raises(ValueError, match="contradicts"):
+        models.DCGANDiscriminator(width=4, resolution=16, batch_norm=True, norm="layer")
+
+
+def test_layer_norm_d_is_per_sample():
+    """Layer norm normalizes each sample alone: a sample's logit does not depend on its batch."""
+    torch.manual_seed(0)
+    D = models.DCGANDiscriminator(width=4, resolution=16, norm="layer").double()
+    x = torch.randn(6, 3, 16, 16, dtype=torch.float64)
+    torch.testing.assert_close(D(x)[:2], D(x[:2]), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("bad", [4, 12, 128, True])

@@ -54,3 +54,27 @@ def test_snippet_trains_a_roth_regularized_ns_gan_on_digits():
     # the same seed gives the same run
     torch.manual_seed(0)
     assert run_snippet()["d_loss"].item() == d_loss
+
+
+def test_readme_regularizer_table_matches_the_table_in_code():
+    """Each row of the README's regularizer table states the default weight and D normalization of
+    fastreg.regularizer_table.REGULARIZERS."""
+    from fastreg.regularizer_table import REGULARIZERS
+
+    rows = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `")]
+    seen = set()
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        names = re.findall(r"`([a-z0-9]+)`", cells[0])
+        if not names or not all(n in REGULARIZERS for n in names):
+            continue
+        for name in names:
+            spec = REGULARIZERS[name]
+            seen.add(name)
+            assert cells[4] == spec.d_norm, name
+            if name != "none":
+                assert f"{spec.symbol}={spec.weight:g}" in cells[2], name
+                assert cells[3] == ("gamma/2 * penalty" if spec.loss_factor == 0.5 else "lambda * penalty"), name
+            if spec.annealed_start is not None:
+                assert f"{spec.annealed_start:.1f} annealed" in cells[2] and f"{spec.anneal_alpha:g}" in cells[2]
+    assert seen == set(REGULARIZERS)

@@ -250,15 +250,69 @@ def test_penalty_under_float16_autocast_with_grad_scaler_on_cuda():
 
 # --- batch norm meets a penalty -----------------------------------------------------------------
 
-def test_penalty_on_a_batch_norm_d_warns():
+def test_wgan_gp_penalty_on_a_batch_norm_critic_warns():
     D = small_d(batch_norm=True)
     x_real, x_fake = batches()
     with pytest.warns(UserWarning, match="BatchNorm"):
-        regularizers.roth_penalty(D, x_real, x_fake)
-    with pytest.warns(UserWarning, match="BatchNorm"):
         regularizers.gradient_penalty(D, x_real, x_fake)
     D.eval()  # eval-mode batch norm is a per-sample affine map: no warning
-    regularizers.r1_penalty(D, x_real)
+    regularizers.gradient_penalty(D, x_real, x_fake)
+
+
+# --- forward modes: joint vs separate real/fake forwards --------------------------------------------
+
+@pytest.mark.parametrize("divergence", ["js", "fgan:kl"])
+@pytest.mark.parametrize("sizes", [(5, 5), (3, 6)])
+def test_joint_and_separate_forwards_agree_without_batch_norm(divergence, sizes):
+    D = small_d()
+    x_real, x_fake = batches(*sizes)
+    joint = regularizers.roth_penalty(D, x_real, x_fake, divergence, forward="joint")
+    separate = regularizers.roth_penalty(D, x_real, x_fake, divergence, forward="separate")
+    assert_same(D, separate.penalty, joint.penalty)
+    torch.testing.assert_close(separate.v_real, joint.v_real, rtol=1e-12, atol=0)
+    torch.testing.assert_close(separate.v_fake, joint.v_fake, rtol=1e-12, atol=0)
+    assert regularizers.resolve_forward(D, "auto") == "joint"
+
+
+def test_separate_forwards_on_a_batch_norm_d_equal_two_hand_written_forwards():
+    D = small_d(batch_norm=True)
+    x_real, x_fake = batches(5, 4)
+    assert regularizers.resolve_forward(D, "auto") == "separate"
+    got = regularizers.roth_penalty(D, x_real, x_fake)  # auto: separate
+    v_r, g_r = input_grads(D, x_real)  # per-batch statistics: D called on each batch alone
+    v_f, g_f = input_grads(D, x_fake)
+    expected = ((1 - torch.sigmoid(v_r)) ** 2 * sq_norms(g_r)).mean() + (torch.sigmoid(v_f) ** 2 * sq_norms(g_f)).mean()
+    assert_same(D, got.penalty, expected)
+    torch.testing.assert_close(got.v_real, v_r, rtol=1e-12, atol=0)
+    # The joint forward would mix the two batches' statistics: different logits, so it is refused.
+    with torch.no_grad():
+        mixed = D(torch.cat([x_real, x_fake]))[:5].flatten()
+    assert (mixed - v_r).abs().max() > 1e-3
+
+
+def test_joint_forward_on_a_batch_norm_d_is_refused_naming_forward():
+    D = small_d(batch_norm=True)
+    x_real, x_fake = batches()
+    with pytest.raises(ValueError, match="forward='joint'.*batch norm"):
+        regularizers.roth_penalty(D, x_real, x_fake, forward="joint")
+    with pytest.raises(ValueError, match="forward must be one of"):
+        regularizers.roth_penalty(D, x_real, x_fake, forward="mixed")
+    D.eval()  # eval-mode batch norm does not couple the batch: joint is fine
+    assert regularizers.resolve_forward(D, "joint") == "joint"
+
+
+def test_a_submodule_can_declare_that_it_couples_the_batch():
+    class MinibatchStd(nn.Module):
+        couples_batch = True
+
+        def forward(self, x):
+            return x + x.std(dim=0, keepdim=True)
+
+    D = nn.Sequential(MinibatchStd(), small_d())
+    assert regularizers.couples_batch(D) is True
+    assert regularizers.resolve_forward(D, "auto") == "separate"
+    assert regularizers.couples_batch(lambda x: x.sum(dim=(1, 2, 3))) is None  # a plain function: unknown
+    assert regularizers.resolve_forward(lambda x: x.sum(dim=(1, 2, 3)), "auto") == "separate"
 
 
 # --- instance noise -----------------------------------------------------------------------------
@@ -311,3 +365,19 @@ def test_lazy_regularization_keeps_the_average_weight():
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match="every"):
             regularizers.LazyRegularization(every=bad)
+
+
+def test_grad_penalty_docstring_example_for_unequal_batches():
+    """The docstring's Omega_JS (sum of the two batch means) equals roth_penalty for 3 real and 6 fake rows;
+    the one-call form on concatenated rows (the old example) does not."""
+    D = small_d()
+    x_real, x_fake = batches(3, 6)
+    xr, xf = x_real.detach().requires_grad_(), x_fake.detach().requires_grad_()
+    v_real, v_fake = D(xr).flatten(), D(xf).flatten()
+    g_real, g_fake = torch.autograd.grad(v_real.sum() + v_fake.sum(), (xr, xf), create_graph=True)
+    omega = (fastreg.grad_penalty(g_real, v_real, weight="roth_js", num_real=3)
+             + fastreg.grad_penalty(g_fake, v_fake, weight="roth_js", num_real=0))
+    assert_same(D, omega, regularizers.roth_penalty(D, x_real, x_fake).penalty)
+    concatenated = 2 * fastreg.grad_penalty(torch.cat([g_real, g_fake]), torch.cat([v_real, v_fake]),
+                                            weight="roth_js", num_real=3)
+    assert abs(concatenated.item() - omega.item()) > 1e-3 * abs(omega.item())

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from .budget import Scale
 from .claims import HELD, INCONCLUSIVE, NOT_HELD, Claim, claims_table, fmt
+from ..train.build import describe_discriminator
 from .runs import Run
 
 REPORT = "report.md"
@@ -66,12 +67,12 @@ class Report:
                 lines += [f"{caption}", "", f"![{os.path.basename(path)}]({os.path.relpath(path, self.out)})", ""]
         lines += self.sections
         if self.runs:
-            lines += ["", "## Runs", "", "| run | seed | final FID | wall time (s) | status | command |",
-                      "|---|---:|---:|---:|---|---|"]
+            lines += ["", "## Runs", "", "| run | D | seed | final FID | wall time (s) | status | command |",
+                      "|---|---|---:|---:|---:|---|---|"]
             for run in self.runs:
                 status = run.diverged or "finished"
-                lines.append(f"| {run.name} | {run.config.seed} | {fmt(run.final('fid'))} | {run.seconds:.0f} | "
-                             f"{status} | `{_command_cell(run)}` |")
+                lines.append(f"| {run.name} | {describe_discriminator(run.config)} | {run.config.seed} | "
+                             f"{fmt(run.final('fid'))} | {run.seconds:.0f} | {status} | `{_command_cell(run)}` |")
         if self.commands:
             lines += ["", "Other re-runnable parts:", ""]
             lines += [f"- {what}: `{cmd}`" for what, cmd in self.commands]

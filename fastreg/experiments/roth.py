@@ -11,23 +11,25 @@ from tqdm.auto import tqdm
 
 from ..diagnostics.report import DiagnoseOptions, cross_test_runs
 from ..plots import pyplot, save_figure
+from ..regularizer_table import REGULARIZERS
 from . import figures
 from .budget import Scale
 from .claims import HELD, NOT_HELD, Claim, all_of, at_least, fmt, lower, majority
 from .report import Report
 from .runs import image_config, toy_config, toy_quality, train_run
 
-ROTH_ANNEALED = {"reg": "roth", "gamma": 2.0, "gamma_anneal": 0.01}
-ROTH_CONSTANT = {"reg": "roth", "gamma": 0.1}
+ROTH_ANNEALED = REGULARIZERS["roth"].preset(annealed=True)  # gamma0 = 2, alpha = 0.01
+ROTH_CONSTANT = REGULARIZERS["roth"].preset()               # gamma = 0.1
 INSTANCE_NOISE = 0.3   # sigma_0 of the instance-noise baseline (linear decay to 0)
 
 ARCHITECTURES = {
-    "dcgan": ("DCGAN, BN in D", lambda w: {"model": "dcgan", "width": w, "d_batchnorm": True}),
-    "dcgan-nobn": ("DCGAN, no BN in D", lambda w: {"model": "dcgan", "width": w, "d_batchnorm": False}),
+    "dcgan": ("DCGAN, BN in D", lambda w: {"model": "dcgan", "width": w, "d_norm": "batch"}),
+    "dcgan-nobn": ("DCGAN, no BN in D", lambda w: {"model": "dcgan", "width": w, "d_norm": "none"}),
     "dcgan-narrow": ("DCGAN, BN in D, half width", lambda w: {"model": "dcgan", "width": max(4, w // 2),
-                                                             "d_batchnorm": True}),
-    "dcgan-wide": ("DCGAN, BN in D, double width", lambda w: {"model": "dcgan", "width": 2 * w, "d_batchnorm": True}),
-    "resnet": ("ResNet G and D (no BN in D), half width", lambda w: {"model": "resnet", "width": max(4, w // 2)}),
+                                                             "d_norm": "batch"}),
+    "dcgan-wide": ("DCGAN, BN in D, double width", lambda w: {"model": "dcgan", "width": 2 * w, "d_norm": "batch"}),
+    "resnet": ("ResNet G and D (no BN in D), half width", lambda w: {"model": "resnet", "width": max(4, w // 2),
+                                                                     "d_norm": "none"}),
 }
 METHODS = {
     "ns": ("unregularized NS-GAN", {}),
@@ -38,14 +40,14 @@ METHODS = {
 }
 
 
-PENALIZED = ("roth-annealed", "roth-0.1", "wgan-gp")
-
-
 def architecture(arch: str, method: str, width: int) -> dict:
-    """Config fields of an (architecture, method) pair: D without BN under a gradient penalty."""
+    """Config fields of an (architecture, method) pair. Every GAN-loss method trains the architecture's
+    own D (Roth's penalty with separate real/fake forwards under batch norm, as the authors' code);
+    WGAN-GP, a different loss from a different paper, replaces batch norm by layer norm as Gulrajani et
+    al. 2017 prescribe for its critic."""
     fields = {**ARCHITECTURES[arch][1](width), **METHODS[method][1]}
-    if method in PENALIZED and "d_batchnorm" in fields:
-        fields["d_batchnorm"] = False
+    if fields.get("variant") == "wgan-gp" and fields.get("d_norm") == "batch":
+        fields["d_norm"] = "layer"
     return fields
 
 
@@ -54,11 +56,11 @@ def stability(out: str, scale: Scale, data: str) -> Report:
     report = Report("roth-stability", "Roth et al. 2017: stability across architectures", out, scale, data, (seed,),
                     description="Each architecture trained with each method for the same budget and seed; final FID "
                                 "of the EMA generator (lower is better). A run stopped by a non-finite value counts "
-                                "as diverged (FID infinite). The methods with a gradient penalty (both Roth settings and "
-                                "WGAN-GP) train D without batch norm on every architecture (fastreg's default: BN "
-                                "couples the samples of a batch, so the per-sample input gradients a penalty needs "
-                                "would be wrong); the unregularized and the instance-noise runs keep the "
-                                "architecture's BN.")
+                                "as diverged (FID infinite). The unregularized, both Roth and the instance-noise runs "
+                                "train the same D on each architecture (with BN where the architecture has it; Roth's "
+                                "penalty then runs D on the real and the fake batch in separate forwards, as the "
+                                "authors' code). WGAN-GP's critic takes layer norm where the architecture has BN "
+                                "(Gulrajani et al. 2017).")
     fid: dict[str, dict[str, float]] = {}
     curves = {}
     jobs = [(a, m) for a in scale.architectures for m in METHODS]
@@ -124,7 +126,7 @@ def cross(out: str, scale: Scale, data: str) -> Report:
     for name, extra in tqdm((("unregularized", {}), ("regularized", ROTH_ANNEALED)), desc="roth-cross-test",
                             unit="run"):
         config = image_config(scale, data, os.path.join(out, "runs", name), seed, steps=scale.cross_steps,
-                              d_batchnorm=False, **extra)
+                              d_norm="none", **extra)
         models[name] = train_run(name, config, keep_trainer=True)
         report.runs.append(models[name])
     a, b = models["unregularized"].trainer, models["regularized"].trainer
@@ -266,7 +268,7 @@ def explicit_noise(out: str, scale: Scale, data: str) -> Report:
     fid, curves = {}, {}
     for name, extra in tqdm(runs.items(), desc="explicit-noise", unit="run"):
         config = image_config(scale, data, os.path.join(out, "runs", name.replace(" ", "-")), seed,
-                              d_batchnorm=False, **extra)
+                              d_norm="none", **extra)
         run = train_run(name, config)
         report.runs.append(run)
         fid[name] = run.final("fid")

@@ -118,7 +118,8 @@ def train_run(name: str, config: TrainConfig, keep_trainer: bool = False) -> Run
         diverged = f"non-finite {exc.tensor} at step {exc.step}"
     seconds = time.perf_counter() - start
     evaluations = [r for r in read_metrics(config.out) if "eval_seconds" in r]
-    return Run(name, config, seconds, diverged, evaluations, trainer if keep_trainer else None)
+    # The trainer's config: D's normalization and Roth's forward mode as resolved, so reports state them.
+    return Run(name, trainer.config, seconds, diverged, evaluations, trainer if keep_trainer else None)
 
 
 def toy_quality(trainer: Trainer, samples: int, seed: int = 7) -> dict:

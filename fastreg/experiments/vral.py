@@ -48,7 +48,7 @@ def vral(out: str, scale: Scale, data: str) -> Report:
         else:
             steps, extra = scale.fixed_g_d_steps, {"n_critic": 1, "lr_g": 0.0, "ema": 0.0, "eval_every": 0}
         config = image_config(scale, data, os.path.join(out, "runs", f"{variant}-{mode}"), seed, steps=steps,
-                              variant=variant, d_batchnorm=False, **extra)
+                              variant=variant, d_norm="none", **extra)
         run = train_run(f"{variant} {'%d:1' % k if mode == 'ratio' else 'fixed G'}", config, keep_trainer=True)
         report.runs.append(run)
         h = {} if run.diverged else histograms_of(run.trainer, scale.hist_samples, seed)

@@ -2,10 +2,11 @@
 Learning with Deep Convolutional Generative Adversarial Networks").
 
 4x4 stride-2 (transposed) convolutions double (halve) the resolution between 4x4 and the image
-size; G uses batch norm + ReLU and a tanh output, D LeakyReLU(0.2). Batch norm in D is optional
-and off by default, because gradient penalties need per-sample gradients (see
-:func:`d_batch_norm_default`). Weights start from N(0, 0.02), the initialisation of Radford et
-al. that Roth et al. 2017 use too (:func:`dcgan_init_`).
+size; G uses batch norm + ReLU and a tanh output, D LeakyReLU(0.2). D's normalization is a
+choice (``norm``): batch norm as Radford et al. and Roth et al. 2017's code, layer norm as Gulrajani
+et al. 2017 recommend for WGAN-GP critics, or none; the trainer takes the default from the
+regularizer's paper (:data:`fastreg.regularizer_table.REGULARIZERS`). Weights start from
+N(0, 0.02), the initialisation of Radford et al. that Roth et al. 2017 use too (:func:`dcgan_init_`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 import torch.nn as nn
 
 RESOLUTIONS = (8, 16, 32, 64)
-GRADIENT_PENALTY_REGS = ("roth", "gp", "gp1", "r1", "r2")
+D_NORMS = ("batch", "layer", "none")
 
 
 def check_resolution(resolution: int, who: str, allowed=RESOLUTIONS) -> int:
@@ -49,10 +50,13 @@ def dcgan_init_(module: nn.Module, std: float = 0.02) -> nn.Module:
 
 
 def d_batch_norm_default(variant: str, reg: str | None = None) -> bool:
-    """Whether D gets batch norm by default: no for ``wgan-gp`` and whenever a gradient penalty
-    (``reg`` in roth, gp, gp1, r1, r2) is used, since batch norm couples the samples the penalty
-    differentiates; yes otherwise (Radford et al. 2016's D has it)."""
-    return variant != "wgan-gp" and reg not in GRADIENT_PENALTY_REGS
+    """Whether the DCGAN D has batch norm by default for ``variant`` and regularizer ``reg``: the
+    regularizer's paper decides (:data:`fastreg.regularizer_table.REGULARIZERS`): yes without a
+    penalty and with Roth's, no for WGAN-GP (``wgan-gp``, ``gp``, ``gp1``) and R1/R2."""
+    from ..regularizer_table import REGULARIZERS
+
+    reg = "gp" if variant == "wgan-gp" and reg in (None, "none") else (reg or "none")
+    return REGULARIZERS[reg].d_norm == "batch"
 
 
 class DCGANGenerator(nn.Module):
@@ -85,21 +89,32 @@ class DCGANDiscriminator(nn.Module):
     """images ``[N, channels, resolution, resolution]`` -> logits ``[N]`` (no output nonlinearity).
 
     ``k`` 4x4 stride-2 convs from ``width`` channels, doubling, each followed by LeakyReLU(0.2)
-    (and batch norm after all but the first when ``batch_norm=True``), then a 4x4 conv to one logit
-    (Radford et al. 2016).
+    (and, after all but the first, the normalization ``norm``: ``"batch"`` (BatchNorm2d, Radford et
+    al.), ``"layer"`` (GroupNorm with one group: every sample normalized over channels and space,
+    Gulrajani et al. 2017's layer norm) or ``"none"``), then a 4x4 conv to one logit (Radford et al.
+    2016). ``batch_norm=True`` is short for ``norm="batch"``.
     """
 
-    def __init__(self, width: int = 64, resolution: int = 64, channels: int = 3, batch_norm: bool = False):
+    def __init__(self, width: int = 64, resolution: int = 64, channels: int = 3, batch_norm: bool = False,
+                 norm: str | None = None):
         super().__init__()
         _check_positive("DCGANDiscriminator", width=width, channels=channels)
         k = check_resolution(resolution, "DCGANDiscriminator")
-        self.resolution, self.channels = resolution, channels
+        if norm is None:
+            norm = "batch" if batch_norm else "none"
+        elif batch_norm and norm != "batch":
+            raise ValueError(f"DCGANDiscriminator: batch_norm=True contradicts norm={norm!r}")
+        if norm not in D_NORMS:
+            raise ValueError(f"DCGANDiscriminator: norm must be one of {D_NORMS}, got {norm!r}")
+        self.resolution, self.channels, self.norm = resolution, channels, norm
         layers = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2)]
         ch = width
         for _ in range(k - 1):
-            layers.append(nn.Conv2d(ch, 2 * ch, 4, 2, 1, bias=not batch_norm))
-            if batch_norm:
+            layers.append(nn.Conv2d(ch, 2 * ch, 4, 2, 1, bias=norm == "none"))  # a norm layer has its own shift
+            if norm == "batch":
                 layers.append(nn.BatchNorm2d(2 * ch))
+            elif norm == "layer":
+                layers.append(nn.GroupNorm(1, 2 * ch))
             layers.append(nn.LeakyReLU(0.2))
             ch *= 2
         layers.append(nn.Conv2d(ch, 1, 4, 1, 0))

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 
 from .. import data, models, schedules
+from ..regularizer_table import REGULARIZERS
 from .config import ConfigError, TrainConfig
 from .distributed import World
 
@@ -64,9 +65,36 @@ def networks(config: TrainConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn
         return (models.DCGANGenerator(z_dim=config.z_dim, width=config.width, resolution=resolution,
                                       channels=channels),
                 models.DCGANDiscriminator(width=config.width, resolution=resolution, channels=channels,
-                                          batch_norm=config.resolved("d_batchnorm")))
+                                          norm=config.resolved("d_norm")))
     return (models.ResNetGenerator(z_dim=config.z_dim, width=config.width, resolution=resolution, channels=channels),
             models.ResNetDiscriminator(width=config.width, resolution=resolution, channels=channels))
+
+
+def describe_discriminator(config: TrainConfig) -> str:
+    """D's family, width and normalization, e.g. ``dcgan width 32, batch norm``."""
+    if config.model == "mlp":
+        return "mlp"
+    norm = {"batch": "batch norm", "layer": "layer norm", "none": "no normalization"}[config.resolved("d_norm")]
+    return f"{config.model} width {config.width}, {norm}"
+
+
+def describe_networks(config: TrainConfig) -> str:
+    """One line naming the resolved architecture and regularizer of a run, printed when it starts."""
+    if config.model == "mlp":
+        nets = "G and D: MLPs"
+    else:
+        nets = (f"G: {config.model} width {config.width}; D: {describe_discriminator(config)}; "
+                f"{config.resolution}x{config.resolution}")
+    reg = config.effective_reg()
+    if reg == "none":
+        return f"{nets}; variant {config.variant}, no gradient penalty"
+    spec = REGULARIZERS[reg]
+    weight = f"{spec.symbol}={config.resolved('gamma'):g}"
+    if config.gamma_anneal is not None:
+        weight += f" annealed by {config.gamma_anneal:g}^(t/{config.steps})"
+    forward = f", {config.d_forward} real/fake forwards" if spec.shares_logits else ""
+    every = f", every {config.reg_every} D steps" if config.reg_every > 1 else ""
+    return f"{nets}; variant {config.variant}, reg {reg} ({weight}{every}{forward})"
 
 
 def optimizer(config: TrainConfig, params, lr: float, capturable: bool = False) -> torch.optim.Optimizer:
@@ -77,11 +105,13 @@ def optimizer(config: TrainConfig, params, lr: float, capturable: bool = False) 
     return torch.optim.Adam(params, lr=lr, betas=tuple(config.resolved("betas")), capturable=capturable)
 
 
-def gamma_schedule(config: TrainConfig, total_d_steps: int) -> schedules.Schedule:
-    """Roth's gamma_t = gamma0 * alpha^(t/T) when annealed (t, T counted in D steps), else a constant."""
+def gamma_schedule(config: TrainConfig) -> schedules.Schedule:
+    """Roth's gamma_t = gamma0 * alpha^(t/T) when annealed, else a constant. ``t`` is the generator
+    iteration and ``T`` = ``config.steps``: every D step of one iteration shares gamma_t, as in the
+    authors' code (their gamma decays with the global step, which counts generator iterations)."""
     gamma = config.resolved("gamma")
     if config.gamma_anneal is not None:
-        return schedules.ExponentialAnneal(gamma, config.gamma_anneal, total_steps=total_d_steps)
+        return schedules.ExponentialAnneal(gamma, config.gamma_anneal, total_steps=config.steps)
     return schedules.Constant(gamma)
 
 

@@ -12,13 +12,13 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-REGULARIZERS = ("none", "roth", "gp", "gp1", "r1", "r2")
+from ..regularizer_table import D_NORMS, FORWARD_MODES, REGULARIZERS, d_norm_help, weight_help
+
 MODELS = ("dcgan", "resnet", "mlp")
 AMP_MODES = ("none", "bf16", "fp16")
 NOISE_SCHEDULES = ("constant", "linear", "exponential")
 NONFINITE_POLICIES = ("stop", "skip")
 COMPILE_MODES = ("none", "generator", "forward")
-ROTH_VARIANTS = ("gan", "ns", "bgan")  # plus every fgan:<div>
 LENS_VARIANTS = ("gan", "ns", "lsgan", "wgan-gp")  # DESIGN section 5 defines the lens loss for these
 
 # Per-variant optimizer defaults (DESIGN.md section 3).
@@ -27,10 +27,7 @@ VARIANT_DEFAULTS = {
     "wgan": {"optimizer": "rmsprop", "lr_d": 5e-5, "lr_g": 5e-5, "betas": (0.0, 0.0), "n_critic": 5},
     "wgan-gp": {"optimizer": "adam", "lr_d": 1e-4, "lr_g": 1e-4, "betas": (0.0, 0.9), "n_critic": 5},
 }
-# Default regularizer weights: Roth's constant gamma 0.1 (annealed: gamma0 = 2.0), WGAN-GP's
-# lambda = 10, Mescheder's R1/R2 gamma = 10.
-DEFAULT_GAMMA = {"roth": 0.1, "gp": 10.0, "gp1": 10.0, "r1": 10.0, "r2": 10.0, "none": 0.0}
-ROTH_ANNEALED_GAMMA0 = 2.0
+# Regularizer weights, presets, defaults of D's normalization: fastreg.regularizer_table.REGULARIZERS.
 
 
 class ConfigError(ValueError):
@@ -42,11 +39,15 @@ class TrainConfig:
     """Everything a training run needs. See `fastreg train --help` for each field."""
 
     variant: str = field(default="ns", metadata={"help": "gan, ns, lsgan, wgan, wgan-gp, fgan:<div>, bgan, vral"})
-    reg: str = field(default="none", metadata={"help": "regularizer: none, roth, gp, gp1 (one-sided), r1, r2"})
-    gamma: float | None = field(default=None, metadata={
-        "help": "regularizer weight (roth: 0.1, or 2.0 when annealed; gp/gp1: 10; r1/r2: 10)"})
+    reg: str = field(default="none", metadata={"help": "regularizer: " + ", ".join(REGULARIZERS)})
+    gamma: float | None = field(default=None, metadata={"help": weight_help()})
     gamma_anneal: float | None = field(default=None, metadata={
-        "help": "Roth's annealing gamma_t = gamma0 * alpha^(t/T): alpha (e.g. 0.01); unset = constant"})
+        "help": "Roth's annealing gamma_t = gamma0 * alpha^(t/T), t the generator iteration (shared by its D steps), "
+                "T = steps: alpha (the paper's 0.01); unset = constant"})
+    d_forward: str = field(default="auto", metadata={
+        "help": "Roth's penalty: D on real and fake batches in one joint forward or in separate forwards (per-batch "
+                "statistics, the authors' protocol); auto = separate when D has batch norm, else joint; joint with "
+                "batch norm is refused"})
     reg_every: int = field(default=1, metadata={"help": "lazy regularization: penalty every k D steps, weight x k"})
     noise: float = field(default=0.0, metadata={"help": "instance noise sigma_0 (Arjovsky & Bottou); 0 = off"})
     noise_schedule: str = field(default="linear", metadata={"help": "noise decay to 0: constant, linear, exponential"})
@@ -60,8 +61,7 @@ class TrainConfig:
     resolution: int = field(default=32, metadata={"help": "image side (8 to 64, a power of two)"})
     model: str = field(default="dcgan", metadata={"help": "dcgan, resnet, or mlp (toy data)"})
     width: int = field(default=64, metadata={"help": "channel width C of G and D"})
-    d_batchnorm: bool | None = field(default=None, metadata={
-        "help": "BatchNorm in D (default: on without a gradient penalty, off with one)"})
+    d_norm: str | None = field(default=None, metadata={"help": d_norm_help()})
     z_dim: int = field(default=100, metadata={"help": "latent dimension"})
     batch_size: int = field(default=64, metadata={"help": "samples per D and G step (per process under torchrun)"})
     steps: int = field(default=3000, metadata={"help": "generator steps"})
@@ -118,11 +118,15 @@ class TrainConfig:
         if value is not None:
             return value
         if name == "gamma":
-            return ROTH_ANNEALED_GAMMA0 if self.reg == "roth" and self.gamma_anneal else DEFAULT_GAMMA[self.effective_reg()]
-        if name == "d_batchnorm":
-            # BN makes a sample's input gradient depend on the batch: off under any gradient penalty.
-            return self.effective_reg() == "none" and self.model != "mlp"
+            return REGULARIZERS[self.effective_reg()].default_weight(annealed=self.gamma_anneal is not None)
+        if name == "d_norm":
+            # The regularizer's paper decides (fastreg.regularizer_table); the MLP and ResNet Ds have no norm layers.
+            return REGULARIZERS[self.effective_reg()].d_norm if self.model == "dcgan" else "none"
         return self.variant_defaults()[name]
+
+    def with_resolved_architecture(self) -> "TrainConfig":
+        """This config with ``d_norm`` resolved, so config.yaml records the D that was trained."""
+        return dataclasses.replace(self, d_norm=self.resolved("d_norm"))
 
     # --- validation -----------------------------------------------------------------------------
 
@@ -139,16 +143,25 @@ class TrainConfig:
         _check_choice("noise_schedule", self.noise_schedule, NOISE_SCHEDULES)
         _check_choice("on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
         _check_choice("compile", self.compile, COMPILE_MODES)
+        _check_choice("d_forward", self.d_forward, FORWARD_MODES)
+        if self.d_norm is not None:
+            _check_choice("d_norm", self.d_norm, D_NORMS)
+            if self.model != "dcgan" and self.d_norm != "none":
+                raise ConfigError(f"d_norm: the {self.model} discriminator has no normalization layers; "
+                                  f"{self.d_norm!r} needs model dcgan")
         if self.optimizer is not None:
             _check_choice("optimizer", self.optimizer, ("adam", "rmsprop"))
-        if self.reg == "roth" and not (self.variant in ROTH_VARIANTS or self.variant.startswith("fgan:")):
-            raise ConfigError(f"reg: 'roth' applies to {', '.join(ROTH_VARIANTS)} and fgan:<div>, "
-                              f"not variant {self.variant!r}")
         if self.variant == "wgan" and self.reg != "none":
             raise ConfigError("reg: wgan bounds D by weight clipping; for a gradient penalty use variant wgan-gp")
         if self.variant == "wgan-gp" and self.reg not in ("none", "gp", "gp1"):
             raise ConfigError(f"reg: wgan-gp carries its own gradient penalty (gp, or gp1 one-sided), "
                               f"not {self.reg!r}")
+        spec = REGULARIZERS[self.reg]
+        if not spec.applies_to(self.variant):
+            raise ConfigError(f"reg: {self.reg!r} applies to {spec.variants_text()}, not variant {self.variant!r}")
+        if self.d_forward != "auto" and not REGULARIZERS[self.effective_reg()].shares_logits:
+            raise ConfigError(f"d_forward: only a penalty that shares the loss's logits (roth) has a forward mode; "
+                              f"reg {self.effective_reg()!r} runs D once per batch it differentiates")
         toy = self.data in data.TOY
         if toy != (self.model == "mlp"):
             want = "mlp" if toy else "dcgan or resnet"
@@ -245,11 +258,14 @@ def to_dict(config: TrainConfig) -> dict:
 
 
 def from_dict(data: dict) -> TrainConfig:
+    data = dict(data)
+    if "d_batchnorm" in data:  # run folders written before d_norm existed
+        legacy = data.pop("d_batchnorm")
+        data.setdefault("d_norm", None if legacy is None else ("batch" if legacy else "none"))
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{unknown[0]}: not a config field")
-    data = dict(data)
     if data.get("betas") is not None:
         data["betas"] = tuple(float(b) for b in data["betas"])
     return TrainConfig(**data)

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from .. import losses, models, regularizers, schedules
+from ..regularizer_table import REGULARIZERS
 from ..metrics.evaluation import Evaluator, describe
 from . import build, cuda_graphs, distributed
 from .batches import BatchStream
@@ -61,7 +62,9 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig):
-        self.config = c = config.validate()
+        # The D that is trained is written down: d_norm (the regularizer paper's default unless set) and,
+        # for Roth's penalty, the forward mode (auto: separate when D has batch norm) go into config.yaml.
+        self.config = c = config.validate().with_resolved_architecture()
         self.world = distributed.current()
         seed_everything(c.seed)
         self.device = build.device_of(c, self.world)
@@ -73,6 +76,13 @@ class Trainer:
         self.G, self.D = (m.to(self.device, self.dtype) for m in build.networks(c, self.shape))
         if c.sync_batchnorm and self.world.distributed:
             self.G, self.D = distributed.convert_sync_batchnorm(self.G), distributed.convert_sync_batchnorm(self.D)
+        if REGULARIZERS[c.effective_reg()].shares_logits:
+            try:  # joint forwards on a batch-norm D are refused (the mixed batch's statistics degenerate training)
+                forward = regularizers.resolve_forward(self.D, c.d_forward)
+            except ValueError as exc:
+                raise ConfigError(f"d_forward: {str(exc).partition(': ')[2]} (set d_forward=separate or auto, or "
+                                  f"d_norm=none or layer)") from None
+            self.config = c = replace(c, d_forward=forward)
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False).eval() if c.ema > 0 else None
         self._compile_networks()
         capture = c.cuda_graphs and self._can_capture()
@@ -80,7 +90,7 @@ class Trainer:
         self.opt_d = build.optimizer(c, self.D.parameters(), c.resolved("lr_d"), capturable=capture)
         self.reg = c.effective_reg()
         self.n_critic = c.resolved("n_critic")
-        self.gamma = build.gamma_schedule(c, total_d_steps=c.steps * self.n_critic)
+        self.gamma = build.gamma_schedule(c)  # a function of the generator iteration (self.step)
         self.sigma = build.noise_schedule(c)
         self.lazy = regularizers.LazyRegularization(c.reg_every)
         self.lens = self.opt_lens = None
@@ -245,7 +255,8 @@ class Trainer:
         """(v_real, v_fake, penalty or None); the penalty reuses the loss's D forward where it can."""
         D, scaler = self.D, self.scaler
         if due and self.reg == "roth":
-            omega, v_real, v_fake = regularizers.roth_penalty(D, x_real, x_fake, self.config.variant, scaler=scaler)
+            omega, v_real, v_fake = regularizers.roth_penalty(D, x_real, x_fake, self.config.variant,
+                                                              forward=self.config.d_forward, scaler=scaler)
             return v_real, v_fake, omega
         if due and self.reg == "r1":
             penalty, v_real = regularizers.r1_penalty(D, x_real, scaler=scaler)
@@ -260,9 +271,9 @@ class Trainer:
         return v_real, v_fake, None
 
     def penalty_weight(self) -> float:
-        """gamma_t / 2 for Roth, R1, R2 (DESIGN 3); lambda for the WGAN-GP penalties."""
-        gamma = self.gamma(self.d_steps)
-        return gamma if self.reg in ("gp", "gp1") else gamma / 2
+        """The penalty's factor in the D loss at this generator iteration: gamma_t / 2 for Roth, R1, R2,
+        lambda for the WGAN-GP penalties (``loss_factor`` of :data:`REGULARIZERS`)."""
+        return REGULARIZERS[self.reg].loss_weight(self.gamma(self.step))
 
     def variant_options(self) -> dict:
         if self.config.variant == "vral":
@@ -352,6 +363,9 @@ class Trainer:
         start, window = time.perf_counter(), _Window(self.device)
         from tqdm.auto import tqdm
 
+        if main:
+            tqdm.write(f"{os.path.basename(c.out)}: {build.describe_networks(c)}")
+
         bar = tqdm(range(self.step, c.steps), initial=self.step, total=c.steps, desc=os.path.basename(c.out),
                    unit="step", dynamic_ncols=True, disable=None if main else True)
         postfix = {}  # losses, and the latest FID/KID (or toy metrics) once evaluated
@@ -386,7 +400,7 @@ class Trainer:
         return c.out
 
     def log_record(self, means: dict, wall_time: float) -> dict:
-        return {"step": self.step, **means, "gamma": self.gamma(self.d_steps) if self.reg != "none" else 0.0,
+        return {"step": self.step, **means, "gamma": self.gamma(self.step) if self.reg != "none" else 0.0,
                 "sigma": self.sigma(self.step), "lens_lambda": self.lens_lambda(self.step) if self.lens else 0.0,
                 "d_steps": self.d_steps, "wall_time": wall_time, "nonfinite_skipped": self.guard.skipped,
                 "world_size": self.world.size}
@@ -412,7 +426,7 @@ class Trainer:
             "values": error.values, "d_steps": self.d_steps,
             "learning_rates": {name: [g["lr"] for g in opt.param_groups] for name, opt in self.modules().items()
                                if isinstance(opt, torch.optim.Optimizer)},
-            "gamma": self.gamma(self.d_steps) if self.reg != "none" else 0.0, "sigma": self.sigma(self.step),
+            "gamma": self.gamma(self.step) if self.reg != "none" else 0.0, "sigma": self.sigma(self.step),
             "parameter_peaks": {name: _module_peaks(part) for name, part in self.modules().items()
                                 if isinstance(part, torch.nn.Module)},
             "last_good_checkpoint": error.checkpoint, "world_size": self.world.size, "config": to_dict(c),
