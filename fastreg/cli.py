@@ -50,6 +50,8 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastreg", description="Stable, fast GAN training.")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print the version, the compiled kernels and the backend in use, and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train = commands.add_parser("train", help="train a GAN variant",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -63,6 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluation_commands(commands)
     _add_experiment_command(commands)
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the line is built only when asked for (it queries torch.cuda)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from . import __version__
+        from .backend import describe
+        print(f"fastreg {__version__} ({describe()})")
+        parser.exit()
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
