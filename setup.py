@@ -19,7 +19,8 @@ import shutil
 import subprocess
 import sys
 
-from setuptools import setup
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CUDA_ARCHS = "8.0;9.0+PTX"
@@ -28,6 +29,13 @@ NO_TORCH = (f"fastreg: building the compiled extension needs PyTorch, and none i
             f"first (pip install torch=={TESTED_TORCH}, the tested version; any torch>=2.4 works), then install "
             "fastreg without build isolation: pip install --no-build-isolation . "
             "(or set FASTREG_NO_EXT=1 for a pure-Python install)")
+
+
+class BuildNeedsTorch(build_ext):
+    """build_ext where torch is not importable: one line saying to install torch first."""
+
+    def run(self):
+        sys.exit(NO_TORCH)
 
 
 def env_flag(name):
@@ -107,7 +115,9 @@ def extension_modules():
     try:
         import torch  # noqa: F401
     except ImportError:
-        sys.exit(NO_TORCH)
+        # Metadata and the sdist need no torch (e.g. `python -m build --sdist` in an isolated
+        # environment); compiling does, and stops with one line saying so.
+        return [Extension("fastreg._C", sources=["csrc/fastreg.cpp"])], {"build_ext": BuildNeedsTorch}
     request = cuda_request()
     cuda_home = None if request == "off" else find_cuda_home()
     with_cuda = want_cuda(request, cuda_home)
