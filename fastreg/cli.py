@@ -305,7 +305,7 @@ def _add_diagnose_command(commands) -> None:
     diagnose = commands.add_parser(
         "diagnose", formatter_class=formatter,
         help="D histograms, interpolation profile, vanishing gradients, cross-test",
-        description="The diagnostics of DESIGN.md section 7 on trained runs (their newest checkpoint). Each "
+        description="The diagnostics of docs/design.md section 7 on trained runs (their newest checkpoint). Each "
                     "diagnostic writes <name>.png and <name>.json into --out; 'all' writes one report. "
                     "'fastreg diagnose RUN_DIR ...' is 'fastreg diagnose all RUN_DIR ...'.")
     diagnose.__class__ = _DiagnoseParser  # adds only the parse_known_args above; no state of its own

@@ -1,4 +1,4 @@
-r"""Discriminator regularizers and add-ons (DESIGN.md section 3).
+r"""Discriminator regularizers and add-ons (docs/design.md section 3).
 
 - :func:`roth_penalty`: Roth, Lucchi, Nowozin, Hofmann 2017's regularizer (symmetric JS form
   for ``gan``/``ns``/``bgan``, :math:`\Omega_f` for ``fgan:<div>``), one D forward shared with
@@ -144,7 +144,7 @@ def roth_penalty(D: Discriminator, x_real: torch.Tensor, x_fake: torch.Tensor, d
       of the authors' code,
       :math:`\Omega_{JS} = E_P[(1-\sigma(v))^2\lVert g\rVert^2] + E_Q[\sigma(v)^2\lVert g\rVert^2]`;
     - ``"fgan:<div>"`` (or ``"f:<div>"``), :math:`\Omega_f = E_Q[w_f(v)\lVert g\rVert^2]` with
-      :math:`w_f` of DESIGN.md section 4.
+      :math:`w_f` of docs/design.md section 4.
 
     Scaled as in the authors' code (the sum of the real-batch and fake-batch means), so the
     paper's :math:`\gamma` (2.0 annealed by :class:`fastreg.schedules.ExponentialAnneal`, or 0.1
