@@ -296,7 +296,7 @@ def test_wheels_hold_every_module(dist):
 def test_wheel_trains_from_outside_the_checkout(dist):
     env_dir = dist["base"] / "venv-native"
     python = fresh_venv(env_dir)
-    pip(python, "install", "--no-deps", "--no-index", dist["native"])
+    pip(python, "install", "--no-deps", "--no-index", "--ignore-installed", dist["native"])
     work = dist["base"] / "work"
     work.mkdir()
     where = subprocess.run([python, "-c", "import fastreg, json; print(json.dumps([fastreg.__file__, "
@@ -320,7 +320,7 @@ def test_wheel_trains_from_outside_the_checkout(dist):
 @pytest.mark.slow
 def test_pure_python_wheel_runs_the_reference(dist):
     python = fresh_venv(dist["base"] / "venv-pure")
-    pip(python, "install", "--no-deps", "--no-index", dist["pure"])
+    pip(python, "install", "--no-deps", "--no-index", "--ignore-installed", dist["pure"])
     code = ("import json, torch, fastreg\n"
             "x = torch.tensor([[3.0, 4.0], [0.0, 1.0]], dtype=torch.float64, requires_grad=True)\n"
             "v = fastreg.grad_penalty(x)\n"
