@@ -3,24 +3,60 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
-DEV_DEPS := numpy scipy scikit-learn matplotlib pyyaml tqdm pytest pytest-benchmark expecttest hypothesis
 CMAKE_BUILD := build/cmake
 JOBS ?= 2
 
-.PHONY: venv build ctest pytest test demo bench bench-report clean
+# What pyproject.toml declares for the core, fastreg[train] and fastreg[test]: one list of dependencies.
+DECLARED_DEPS = $$($(PY) -c 'import importlib, sys; \
+	toml = importlib.import_module("tomllib" if sys.version_info >= (3, 11) else "pip._vendor.tomli"); \
+	p = toml.load(open("pyproject.toml", "rb"))["project"]; x = p["optional-dependencies"]; \
+	print(*p["dependencies"], *x["train"], *x["test"])')
+
+# The extension is rebuilt only when its sources or its build flags change: a stamp file newer
+# than every source, and a flags file rewritten only when the flags differ from the last build's.
+# CUDA kernels are built wherever nvcc exists unless FASTREG_FORCE_CUDA says otherwise.
+ifeq ($(origin FASTREG_FORCE_CUDA),undefined)
+FORCE_CUDA := $(shell command -v nvcc >/dev/null 2>&1 && echo 1 || echo 0)
+else
+FORCE_CUDA := $(FASTREG_FORCE_CUDA)
+endif
+BUILD_FLAGS := FASTREG_FORCE_CUDA=$(FORCE_CUDA) FASTREG_NO_EXT=$(FASTREG_NO_EXT) \
+	TORCH_CUDA_ARCH_LIST=$(TORCH_CUDA_ARCH_LIST) $(TORCH_PINS)
+FLAGS_FILE := build/make-build-flags
+BUILD_STAMP := build/make-build.stamp
+EXT_SOURCES := $(shell find csrc -type f) setup.py pyproject.toml
+$(shell mkdir -p build && (echo '$(BUILD_FLAGS)' | cmp -s - $(FLAGS_FILE) || echo '$(BUILD_FLAGS)' > $(FLAGS_FILE)))
+
+CSRC_FILES = $(shell find csrc -name '*.h' -o -name '*.cpp' -o -name '*.cu')
+
+.PHONY: venv build lint lint-fix ctest pytest test demo bench bench-report gpu-check clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
-	$(PY) -m pip install --quiet $(TORCH_PINS) $(DEV_DEPS)
+	$(PY) -m pip install --quiet $(TORCH_PINS) $(DECLARED_DEPS)
 	touch $@
 
 venv: $(VENV)/.installed
 
-# Compiles the extension in place (CUDA kernels too wherever nvcc exists).
-build: venv
-	MAX_JOBS=$(JOBS) FASTREG_FORCE_CUDA=$${FASTREG_FORCE_CUDA-$$(command -v nvcc >/dev/null && echo 1 || echo 0)} \
+# Compiles the extension in place (editable install), only when the stamp is out of date.
+$(BUILD_STAMP): $(EXT_SOURCES) $(FLAGS_FILE) | $(VENV)/.installed
+	MAX_JOBS=$(JOBS) FASTREG_FORCE_CUDA=$(FORCE_CUDA) \
+		$(if $(TORCH_CUDA_ARCH_LIST),TORCH_CUDA_ARCH_LIST='$(TORCH_CUDA_ARCH_LIST)') \
+		$(if $(FASTREG_NO_EXT),FASTREG_NO_EXT='$(FASTREG_NO_EXT)') \
 		$(PY) -m pip install --quiet --no-build-isolation --no-deps -e .
+	touch $@
+
+build: $(BUILD_STAMP)
+
+# ruff (rules in pyproject.toml) and clang-format (.clang-format) report; lint-fix applies them.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/clang-format --dry-run --Werror $(CSRC_FILES)
+
+lint-fix: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/clang-format -i $(CSRC_FILES)
 
 ctest: venv
 	cmake -S . -B $(CMAKE_BUILD) -DPython_EXECUTABLE=$(abspath $(PY)) -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -30,7 +66,7 @@ ctest: venv
 pytest: build
 	$(PY) -m pytest tests
 
-test: build ctest pytest
+test: lint build ctest pytest
 
 demo: build
 	$(PY) -m fastreg demo --out runs/demo
@@ -43,6 +79,10 @@ bench: build
 
 bench-report: venv
 	$(PY) benchmarks/report.py
+
+# On a CUDA machine: build for the visible GPU, run the CUDA tests and the benchmarks (benchmarks/gpu_check.sh).
+gpu-check: venv
+	bash benchmarks/gpu_check.sh $(PY)
 
 clean:
 	rm -rf build $(CMAKE_BUILD) fastreg/_C*.so *.egg-info

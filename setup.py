@@ -1,10 +1,15 @@
-"""Build fastreg and its compiled kernels.
+"""Build fastreg and its compiled kernels (packaging: docs/design.md section 10).
 
 C++ CPU kernels are always built. CUDA kernels are built when a CUDA toolkit is
-found and either a GPU is visible or FASTREG_FORCE_CUDA=1. FASTREG_NO_EXT=1
-gives a pure-Python install that runs every op on the PyTorch reference.
-TORCH_CUDA_ARCH_LIST is respected; when unset, kernels are built for sm_80 and
-sm_90 (plus PTX for newer GPUs).
+found and either a GPU is visible or FASTREG_FORCE_CUDA=1 (FASTREG_FORCE_CUDA=1
+without a toolkit is an error; FASTREG_FORCE_CUDA=0 builds CPU kernels only).
+FASTREG_NO_EXT=1 gives a pure-Python install that runs every op on the PyTorch
+reference. TORCH_CUDA_ARCH_LIST is respected; when unset, kernels are built for
+sm_80 and sm_90 (plus PTX for newer GPUs).
+
+The extension is compiled against the torch that is installed, so torch must be
+there first and pip must not hide it: `pip install --no-build-isolation .`.
+Package list, version and dependencies live in pyproject.toml.
 """
 
 import glob
@@ -14,10 +19,23 @@ import shutil
 import subprocess
 import sys
 
-from setuptools import find_packages, setup
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CUDA_ARCHS = "8.0;9.0+PTX"
+TESTED_TORCH = "2.14.1"
+NO_TORCH = (f"fastreg: building the compiled extension needs PyTorch, and none is importable here. Install torch "
+            f"first (pip install torch=={TESTED_TORCH}, the tested version; any torch>=2.4 works), then install "
+            "fastreg without build isolation: pip install --no-build-isolation . "
+            "(or set FASTREG_NO_EXT=1 for a pure-Python install)")
+
+
+class BuildNeedsTorch(build_ext):
+    """build_ext where torch is not importable: one line saying to install torch first."""
+
+    def run(self):
+        sys.exit(NO_TORCH)
 
 
 def env_flag(name):
@@ -66,11 +84,26 @@ def nvidia_wheel_include_dirs():
     return [d for d in dict.fromkeys(dirs) if os.path.isdir(d)]
 
 
-def want_cuda(cuda_home):
-    if cuda_home is None:
-        return False
-    if env_flag("FASTREG_FORCE_CUDA"):
+def cuda_request():
+    """FASTREG_FORCE_CUDA as "force" (1), "off" (0) or "auto" (unset: build them where a GPU is visible)."""
+    value = os.environ.get("FASTREG_FORCE_CUDA", "").strip().lower()
+    if value in ("", "auto"):
+        return "auto"
+    if value in ("1", "true", "yes", "on"):
+        return "force"
+    if value in ("0", "false", "no", "off"):
+        return "off"
+    sys.exit(f"fastreg: FASTREG_FORCE_CUDA must be 1 (build CUDA kernels) or 0 (CPU kernels only), got {value!r}")
+
+
+def want_cuda(request, cuda_home):
+    if request == "force":
+        if cuda_home is None:
+            sys.exit("fastreg: FASTREG_FORCE_CUDA=1 but no CUDA toolkit was found (no nvcc on PATH, CUDA_HOME unset); "
+                     "install the toolkit or set FASTREG_FORCE_CUDA=0 for CPU kernels only")
         return True
+    if request == "off" or cuda_home is None:
+        return False
     import torch
     return torch.cuda.is_available()
 
@@ -79,8 +112,15 @@ def extension_modules():
     if env_flag("FASTREG_NO_EXT"):
         print("fastreg: FASTREG_NO_EXT=1, pure-Python install (reference ops only)")
         return [], {}
-    cuda_home = find_cuda_home()
-    with_cuda = want_cuda(cuda_home)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        # Metadata and the sdist need no torch (e.g. `python -m build --sdist` in an isolated
+        # environment); compiling does, and stops with one line saying so.
+        return [Extension("fastreg._C", sources=["csrc/fastreg.cpp"])], {"build_ext": BuildNeedsTorch}
+    request = cuda_request()
+    cuda_home = None if request == "off" else find_cuda_home()
+    with_cuda = want_cuda(request, cuda_home)
     if with_cuda:
         # torch.utils.cpp_extension reads CUDA_HOME when it is imported.
         os.environ["CUDA_HOME"] = cuda_home
@@ -106,7 +146,12 @@ def extension_modules():
         extension = cpp_extension.CUDAExtension
         extra = {"cxx": cxx_flags, "nvcc": ["-O3"]}
     else:
-        reason = "no CUDA toolkit found" if cuda_home is None else "no GPU visible and FASTREG_FORCE_CUDA unset"
+        if request == "off":
+            reason = "FASTREG_FORCE_CUDA=0"
+        elif cuda_home is None:
+            reason = "no CUDA toolkit found"
+        else:
+            reason = "no GPU visible and FASTREG_FORCE_CUDA unset"
         print(f"fastreg: building CPU kernels only ({reason})")
         extension = cpp_extension.CppExtension
         extra = {"cxx": cxx_flags}
@@ -117,5 +162,5 @@ def extension_modules():
 
 if __name__ == "__main__":
     ext_modules, cmdclass = extension_modules()
-    setup(packages=find_packages(include=["fastreg", "fastreg.*"]), ext_modules=ext_modules, cmdclass=cmdclass)
+    setup(ext_modules=ext_modules, cmdclass=cmdclass)
     sys.exit(0)

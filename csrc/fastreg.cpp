@@ -5,7 +5,7 @@
 
 TORCH_LIBRARY(fastreg, m) {
   m.set_python_module("fastreg.ops");
-  // Fused weighted gradient-norm penalty (DESIGN.md section 8.1). Returns the
+  // Fused weighted gradient-norm penalty (docs/design.md section 8.1). Returns the
   // scalar penalty and the per-row norms ||grad_i|| saved for the backward.
   m.def(
       "grad_penalty(Tensor grad, Tensor? logits, str weight=\"one\", int num_real=0, str norm=\"sq\", "
@@ -14,7 +14,7 @@ TORCH_LIBRARY(fastreg, m) {
   m.def(
       "grad_penalty_backward(Tensor grad_value, Tensor grad, Tensor? logits, Tensor row_norms, str weight, "
       "int num_real, str norm, float target) -> (Tensor grad_grad, Tensor grad_logits)");
-  // Random ops (DESIGN.md sections 8.2, 8.3): in-kernel Philox draws, so they
+  // Random ops (docs/design.md sections 8.2, 8.3): in-kernel Philox draws, so they
   // carry the nondeterministic_seeded tag (compilers must neither merge nor
   // recompute them).
   // Gaussian instance noise x + s_i xi, s_i = sigma * sigma_rows[i] (sigma alone when sigma_rows is None).

@@ -3,13 +3,17 @@
 ``set_backend("native")`` (the default) runs the C++/CUDA kernels registered
 as ``torch.ops.fastreg.*``; ``set_backend("reference")`` runs the plain-PyTorch
 reference of ``fastreg.reference``. The environment variable
-``FASTREG_BACKEND`` sets the initial choice. If the native backend is chosen
-but no kernel exists for a tensor's device (extension not built, or built
-without CUDA), the op falls back to the reference and warns once.
+``FASTREG_BACKEND`` sets the initial choice. A pure-Python install
+(``FASTREG_NO_EXT=1``, no compiled library in the package) starts on the
+reference; otherwise the default is native. If the native backend is chosen
+but no kernel exists for a tensor's device (extension not built or not
+loadable, or built without CUDA), the op falls back to the reference and warns
+once. Contracts: docs/design.md section 8.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import warnings
@@ -18,16 +22,35 @@ import torch
 
 BACKENDS = ("native", "reference")
 
-try:
-    from . import _C  # noqa: F401  (loading the library registers torch.ops.fastreg.*)
-    _LOAD_ERROR: str | None = None
-except ImportError as exc:  # pure-Python install (FASTREG_NO_EXT=1) or a broken build
-    _C = None
-    _LOAD_ERROR = str(exc)
+NOT_BUILT = ("fastreg was installed without its compiled extension (a pure-Python build, e.g. FASTREG_NO_EXT=1); "
+             "every op runs the PyTorch reference")
+
+
+def _library_is_built() -> bool:
+    """True when the compiled library lies in this package's folder.
+
+    A pure-Python install has no fastreg._C at all; importing it anyway would fail with a misleading
+    "partially initialized module (circular import)" message, so look for the file first. Only a
+    library beside this file counts (an editable install elsewhere in the environment could map one in).
+    """
+    spec = importlib.util.find_spec(f"{__package__}._C")
+    here = os.path.dirname(os.path.realpath(__file__))
+    return spec is not None and bool(spec.origin) and os.path.dirname(os.path.realpath(spec.origin)) == here
+
+
+_BUILT = _library_is_built()
+_C = None
+_LOAD_ERROR: str | None = None
+if _BUILT:
+    try:
+        from . import _C  # loading the library registers torch.ops.fastreg.*
+    except ImportError as exc:  # a broken build: the library is there but does not load
+        _LOAD_ERROR = f"fastreg._C did not load: {exc}"
 
 
 def _initial_backend() -> str:
-    name = os.environ.get("FASTREG_BACKEND", "native").strip().lower() or "native"
+    default = "native" if _BUILT else "reference"
+    name = os.environ.get("FASTREG_BACKEND", default).strip().lower() or default
     if name not in BACKENDS:
         raise ValueError(f"FASTREG_BACKEND must be one of {BACKENDS}, got {name!r}")
     return name
@@ -77,28 +100,56 @@ def use_native(device: torch.device) -> bool:
         return True
     if device.type not in _warned:
         _warned.add(device.type)
-        why = _LOAD_ERROR if _C is None else f"fastreg was built without {device.type} kernels"
+        if _C is None:
+            why = _LOAD_ERROR or NOT_BUILT
+        else:
+            why = f"fastreg was built without {device.type} kernels"
         warnings.warn(f"fastreg: no compiled kernel for {device.type} tensors ({why}); "
                       "falling back to the PyTorch reference", stacklevel=3)
     return False
 
 
-def backend_info() -> dict:
-    """What was compiled and what is in use.
+def cuda_kernels_usable() -> bool:
+    """True when CUDA kernels were compiled and a GPU is visible to torch, so they can run."""
+    return cuda_kernels_compiled() and torch.cuda.is_available()
 
-    Keys: ``backend`` (in use), ``extension`` (compiled library loaded), ``cpu``
-    and ``cuda`` (kernels compiled), ``cuda_archs`` (TORCH_CUDA_ARCH_LIST of the
-    build), ``load_error`` (why the library did not load, else None), ``torch``.
+
+def backend_info() -> dict:
+    """What was compiled, what can run here, and what is in use.
+
+    Keys: ``backend`` (the backend in use), ``extension_built`` (the package holds the compiled
+    library; False for a pure-Python install), ``extension`` (the library loaded), ``cpu`` (CPU
+    kernels compiled), ``cuda_compiled`` (CUDA kernels compiled), ``cuda_usable`` (compiled *and*
+    a GPU is visible, so they can run), ``cuda_archs`` (TORCH_CUDA_ARCH_LIST of the build),
+    ``load_error`` (why a built library did not load, else None), ``note`` (one line saying how ops
+    run), ``torch``.
     """
     return {
         "backend": _backend,
+        "extension_built": _BUILT,
         "extension": extension_loaded(),
         "cpu": has_kernel("cpu"),
-        "cuda": cuda_kernels_compiled(),
+        "cuda_compiled": cuda_kernels_compiled(),
+        "cuda_usable": cuda_kernels_usable(),
         "cuda_archs": _C.cuda_archs if cuda_kernels_compiled() else "",
         "load_error": _LOAD_ERROR,
+        "note": describe(),
         "torch": torch.__version__,
     }
+
+
+def describe() -> str:
+    """One line on the build and the backend, e.g. for ``fastreg --version``."""
+    if not _BUILT:
+        kernels = "no compiled kernels (pure-Python build)"
+    elif _C is None:
+        kernels = f"compiled library present but not loadable ({_LOAD_ERROR})"
+    elif cuda_kernels_compiled():
+        gpu = "usable" if torch.cuda.is_available() else "not usable here: no GPU visible"
+        kernels = f"CPU kernels; CUDA kernels for {_C.cuda_archs} ({gpu})"
+    else:
+        kernels = "CPU kernels (built without CUDA)"
+    return f"backend {_backend}; {kernels}; torch {torch.__version__}"
 
 
 def device_tag() -> str:

@@ -50,6 +50,8 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastreg", description="Stable, fast GAN training.")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print the version, the compiled kernels and the backend in use, and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train = commands.add_parser("train", help="train a GAN variant",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -63,6 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluation_commands(commands)
     _add_experiment_command(commands)
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the line is built only when asked for (it queries torch.cuda)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from . import __version__
+        from .backend import describe
+        print(f"fastreg {__version__} ({describe()})")
+        parser.exit()
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -290,7 +305,7 @@ def _add_diagnose_command(commands) -> None:
     diagnose = commands.add_parser(
         "diagnose", formatter_class=formatter,
         help="D histograms, interpolation profile, vanishing gradients, cross-test",
-        description="The diagnostics of DESIGN.md section 7 on trained runs (their newest checkpoint). Each "
+        description="The diagnostics of docs/design.md section 7 on trained runs (their newest checkpoint). Each "
                     "diagnostic writes <name>.png and <name>.json into --out; 'all' writes one report. "
                     "'fastreg diagnose RUN_DIR ...' is 'fastreg diagnose all RUN_DIR ...'.")
     diagnose.__class__ = _DiagnoseParser  # adds only the parse_known_args above; no state of its own

@@ -3,7 +3,7 @@
 Source: Nowozin, Cseke, Tomioka 2016, "f-GAN: Training Generative Neural
 Samplers using Variational Divergence Minimization" (Table 2), and Roth,
 Lucchi, Nowozin, Hofmann 2017, "Stabilizing Training of GANs through
-Regularization" (the weight of the regularizer). Table: DESIGN.md section 4.
+Regularization" (the weight of the regularizer). Table: docs/design.md section 4.
 
 The discriminator outputs a logit ``v``; the variational function is
 ``T = g_f(v)`` and D maximizes ``E_P[g_f(v)] - E_Q[f*(g_f(v))]``. Every output

@@ -1,4 +1,4 @@
-r"""Discriminator and generator losses of every GAN variant fastreg runs (DESIGN.md section 3).
+r"""Discriminator and generator losses of every GAN variant fastreg runs (docs/design.md section 3).
 
 Both entry points take logits (``D``'s output with no nonlinearity) and
 return batch means, to be minimized:
@@ -86,7 +86,7 @@ def d_loss(variant: str, v_real: torch.Tensor, v_fake: torch.Tensor, **options) 
       add :math:`\lambda\,E(\lVert\nabla v(\hat x)\rVert-1)^2`, see
       :func:`fastreg.regularizers.gradient_penalty`).
     - ``fgan:<div>``: :math:`-E_P[g_f(v)] + E_Q[f^*(g_f(v))]` (Nowozin et al. 2016; table in
-      DESIGN.md section 4).
+      docs/design.md section 4).
     - ``vral``: the classifier loss of Grewal, Hjelm, Bengio 2018,
       :math:`E_Q[\mathrm{softplus}(-F(v))] + E_P[\mathrm{softplus}(-R(v))]`, with the
       meta-discriminators passed as options ``meta_fake=F`` and ``meta_real=R`` (callables
@@ -209,7 +209,7 @@ def lens_loss(variant: str, v_lensed: torch.Tensor, x: torch.Tensor, x_lensed: t
     .. math:: L_L = \lambda_t\,E[L^A_L(v_L)] + E\lVert x - L(x)\rVert^2
 
     with ``v_lensed`` :math:`= v_L` = D's logits on the lensed real batch ``x_lensed`` = L(x) and
-    :math:`L^A_L` the negated D objective on lensed data (DESIGN.md section 5): ``gan``, ``ns``,
+    :math:`L^A_L` the negated D objective on lensed data (docs/design.md section 5): ``gan``, ``ns``,
     ``bgan``: :math:`\mathrm{softplus}(v_L) = -\log(1 - D(L(x)))`; ``lsgan``: :math:`v_L^2`;
     ``wgan``, ``wgan-gp``: :math:`v_L`. The squared norm is per sample (summed over its elements),
     averaged over the batch. ``lam`` is :math:`\lambda_t` of :class:`fastreg.schedules.LensSchedule`.

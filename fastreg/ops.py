@@ -36,7 +36,7 @@ def grad_penalty(grad: torch.Tensor, logits: torch.Tensor | None = None, *, weig
             symmetric JS form: :math:`(1-\sigma(v_i))^2` for the first
             ``num_real`` rows, :math:`\sigma(v_i)^2` for the rest); or
             ``"f:<div>"`` (:math:`w_f(v_i) = f^{*\prime\prime}(g_f(v_i))\,g_f'(v_i)^2`
-            of DESIGN.md section 4, for div in kl, reverse_kl, pearson, neyman,
+            of docs/design.md section 4, for div in kl, reverse_kl, pearson, neyman,
             squared_hellinger, js, gan).
         num_real: how many leading rows are real samples (``roth_js`` only).
         norm: ``"sq"`` (:math:`h(n) = n^2`), ``"gp"`` (:math:`(n - t)^2`,

@@ -1,6 +1,6 @@
 """Pure-PyTorch reference implementations of fastreg's ops.
 
-Written from the formulas (DESIGN.md section 8), independently of the C++ and
+Written from the formulas (docs/design.md section 8), independently of the C++ and
 CUDA kernels, so that tests can catch kernel mistakes. Autograd differentiates
 them, to any order.
 """
@@ -20,7 +20,7 @@ def row_weights(logits: torch.Tensor | None, weight: str, num_real: int, rows: i
 
     ``"one"``: 1. ``"roth_js"`` (Roth et al. 2017, symmetric JS form): rows
     ``i < num_real`` (real) get ``(1 - sigma(v_i))^2 = sigma(-v_i)^2``, the rest
-    (fake) ``sigma(v_i)^2``. ``"f:<div>"``: ``w_f(v_i)`` of DESIGN.md section 4.
+    (fake) ``sigma(v_i)^2``. ``"f:<div>"``: ``w_f(v_i)`` of docs/design.md section 4.
     """
     kind, div = parse_weight(weight)
     if kind == "one":
@@ -39,7 +39,7 @@ def grad_penalty(grad: torch.Tensor, logits: torch.Tensor | None = None, *, weig
 
     h(n) = n^2 (``"sq"``), (n - target)^2 (``"gp"``, Gulrajani et al. 2017) or
     max(0, n - target)^2 (``"gp_one_sided"``), with n = sqrt(sum of squares). At n = 0 every
-    derivative through n is 0 (the subgradient convention of DESIGN.md section 8, to all orders).
+    derivative through n is 0 (the subgradient convention of docs/design.md section 8, to all orders).
     """
     compute_dtype = torch.float32 if grad.dtype in (torch.float16, torch.bfloat16) else grad.dtype
     g = grad.reshape(grad.shape[0], -1).to(compute_dtype)

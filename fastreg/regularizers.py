@@ -1,4 +1,4 @@
-r"""Discriminator regularizers and add-ons (DESIGN.md section 3).
+r"""Discriminator regularizers and add-ons (docs/design.md section 3).
 
 - :func:`roth_penalty`: Roth, Lucchi, Nowozin, Hofmann 2017's regularizer (symmetric JS form
   for ``gan``/``ns``/``bgan``, :math:`\Omega_f` for ``fgan:<div>``), its D forwards shared with
@@ -181,7 +181,7 @@ def roth_penalty(D: Discriminator, x_real: torch.Tensor, x_fake: torch.Tensor, d
       of the authors' code,
       :math:`\Omega_{JS} = E_P[(1-\sigma(v))^2\lVert g\rVert^2] + E_Q[\sigma(v)^2\lVert g\rVert^2]`;
     - ``"fgan:<div>"`` (or ``"f:<div>"``), :math:`\Omega_f = E_Q[w_f(v)\lVert g\rVert^2]` with
-      :math:`w_f` of :mod:`fastreg.divergences`.
+      :math:`w_f` of docs/design.md section 4 (:mod:`fastreg.divergences`).
 
     ``forward``: ``"separate"`` calls D on ``x_real`` and on ``x_fake`` (per-batch statistics in a
     batch-norm D, as the authors' code does, and as the G step and an unregularized D step see D);

@@ -1,4 +1,4 @@
-r"""Schedules of regularizer weights, noise levels and the lens weight (DESIGN.md sections 3, 5).
+r"""Schedules of regularizer weights, noise levels and the lens weight (docs/design.md sections 3, 5).
 
 A schedule maps a step counter ``t`` to a value. ``schedule(t)`` evaluates it at any ``t``
 (pure); a schedule also keeps its own counter: ``schedule.value`` is the value at it and

@@ -2,7 +2,7 @@
 
 The hand forms use D = 1/(1 + e^-v), log D, log(1 - D) and the f-GAN conjugates f*(t) applied to
 the activation t = g_f(v) exactly as printed (Goodfellow 2014, Mao 2017, Arjovsky 2017,
-Nowozin 2016 Table 2 in the logit parametrization of DESIGN.md section 4, Hjelm 2018, Grewal
+Nowozin 2016 Table 2 in the logit parametrization of docs/design.md section 4, Hjelm 2018, Grewal
 2018). With 60 digits those naive forms are exact even at |v| = 50, where the same forms in
 float32 overflow.
 """

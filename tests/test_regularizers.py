@@ -1,6 +1,6 @@
 """fastreg.regularizers against plain-autograd computations of each formula (float64, small D).
 
-Each reference below is written from the formula of DESIGN.md section 3 with plain tensor ops
+Each reference below is written from the formula of docs/design.md section 3 with plain tensor ops
 (separate real and fake forwards, norms by hand, weights from the section 4 table), and the tests
 compare the value *and* the gradient w.r.t. D's parameters (which flows through nabla_x v).
 """
@@ -68,7 +68,7 @@ def roth_js_by_formula(D, x_real, x_fake, detach_weights=False):
     return ((1 - d_r) ** 2 * sq_norms(g_r)).mean() + (d_f ** 2 * sq_norms(g_f)).mean()
 
 
-# w_f(v) of DESIGN.md section 4, written out again here.
+# w_f(v) of docs/design.md section 4, written out again here.
 W_F = {
     "kl": lambda v: torch.exp(v - 1),
     "reverse_kl": lambda v: torch.ones_like(v),

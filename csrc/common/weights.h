@@ -3,7 +3,7 @@
 // Sources: Roth, Lucchi, Nowozin, Hofmann 2017, "Stabilizing Training of GANs
 // through Regularization" (the weighted gradient-norm regularizer, Omega_JS and
 // Omega_f), with the f-divergences of Nowozin et al. 2016 in the logit
-// parametrization of DESIGN.md section 4:
+// parametrization of docs/design.md section 4:
 //
 //   w_f(v) = f*''(g_f(v)) * g_f'(v)^2
 //

@@ -1,4 +1,4 @@
-// CPU kernels of the fused gradient-norm penalty (DESIGN.md section 8.1).
+// CPU kernels of the fused gradient-norm penalty (docs/design.md section 8.1).
 //
 //   value      = (1/B) sum_i w(v_i) h(n_i),      n_i = ||g_i||_2
 //   d value/dg_i = (1/B) w(v_i) h'(n_i) g_i / n_i

@@ -1,4 +1,4 @@
-// CPU kernels of the random ops (DESIGN.md sections 8.2 and 8.3).
+// CPU kernels of the random ops (docs/design.md sections 8.2 and 8.3).
 //
 //   gaussian_noise:     out_e = x_e + s_row(e) xi_e,       xi_e ~ N(0, 1)
 //   random_interpolate: out_e = eps_i x_real_e + (1 - eps_i) x_fake_e,  eps_i ~ U[0, 1), i = row(e)

@@ -1,4 +1,4 @@
-// CUDA kernels of the fused gradient-norm penalty (DESIGN.md section 8.1).
+// CUDA kernels of the fused gradient-norm penalty (docs/design.md section 8.1).
 //
 // Forward, two launches on the current stream and no host sync:
 //   1. grid of (row, chunk) blocks: each block reduces sum g^2 over one chunk of

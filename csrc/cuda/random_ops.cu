@@ -1,4 +1,4 @@
-// CUDA kernels of the random ops (DESIGN.md sections 8.2 and 8.3), one launch
+// CUDA kernels of the random ops (docs/design.md sections 8.2 and 8.3), one launch
 // each on the current stream, no host sync.
 //
 //   gaussian_noise:     out_e = x_e + s_row(e) xi_e,  element e takes normal

@@ -1,4 +1,4 @@
-"""The diagnostics of the papers fastreg builds on (DESIGN.md section 7), for your own models.
+"""The diagnostics of the papers fastreg builds on (docs/design.md section 7), for your own models.
 
 - :func:`output_histograms`, :func:`overlap_coefficient`, :func:`train_discriminator`
   (:mod:`.discriminator`): D's logits on real and fake samples, their histograms' overlap, and D

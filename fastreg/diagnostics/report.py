@@ -1,4 +1,4 @@
-"""``fastreg diagnose``: every diagnostic of DESIGN.md section 7 on a trained run, as one report.
+"""``fastreg diagnose``: every diagnostic of docs/design.md section 7 on a trained run, as one report.
 
 For the run's newest checkpoint (G and D as in training, on copies in training mode):
 

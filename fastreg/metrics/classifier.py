@@ -3,7 +3,7 @@
 FID needs a feature space. The Inception pool3 features of Heusel et al. 2017 are the standard,
 but fastreg never downloads weights, and Inception features say little about 8x8 digits. So
 fastreg trains a small CNN on the dataset's own labels and uses its penultimate layer (128
-features, after global average pooling) instead. DESIGN.md section 7: such FIDs are comparable
+features, after global average pooling) instead. docs/design.md section 7: such FIDs are comparable
 only with FIDs from the same extractor, which is why every result names it.
 
 The split is held out properly: a stratified 20% of every class (fixed seed) is never trained on

@@ -1,6 +1,6 @@
 """Feature extractors for FID and KID; each has a ``name`` that every result carries.
 
-FIDs computed with different extractors are different numbers on different scales (DESIGN.md
+FIDs computed with different extractors are different numbers on different scales (docs/design.md
 section 7), so a result is always reported as ``fid/<name>``. An extractor is chosen by a *spec*
 (the ``extractor`` argument, the ``eval_extractor`` config field, ``--extractor`` on the CLI):
 

@@ -4,7 +4,7 @@ D sees ``L(x_r)`` instead of ``x_r``. The lens is fully convolutional: a 3x3 con
 channels, ``blocks`` (8) residual blocks of two 3x3 stride-1 convs, a 3x3 conv back to the image
 channels, and a global skip from input to output, ``L(x) = x + f(x)``. The last conv starts at
 zero, so the lens is exactly the identity map at initialisation and learns its distortion from
-there (the lens loss of DESIGN.md section 5 pulls it back to the identity as lambda_t falls to 0).
+there (the lens loss of docs/design.md section 5 pulls it back to the identity as lambda_t falls to 0).
 """
 
 from __future__ import annotations

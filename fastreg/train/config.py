@@ -1,6 +1,6 @@
 """The trainer's configuration: one dataclass, validated, YAML round-trip, CLI overrides.
 
-Defaults follow DESIGN.md section 3: each variant brings its optimizer, learning
+Defaults follow docs/design.md section 3: each variant brings its optimizer, learning
 rate, betas and n_critic from its source paper unless the config sets them.
 """
 
@@ -21,7 +21,7 @@ NONFINITE_POLICIES = ("stop", "skip")
 COMPILE_MODES = ("none", "generator", "forward")
 LENS_VARIANTS = ("gan", "ns", "lsgan", "wgan-gp")  # DESIGN section 5 defines the lens loss for these
 
-# Per-variant optimizer defaults (DESIGN.md section 3).
+# Per-variant optimizer defaults (docs/design.md section 3).
 ADAM_DCGAN = {"optimizer": "adam", "lr_d": 2e-4, "lr_g": 2e-4, "betas": (0.5, 0.999), "n_critic": 1}
 VARIANT_DEFAULTS = {
     "wgan": {"optimizer": "rmsprop", "lr_d": 5e-5, "lr_g": 5e-5, "betas": (0.0, 0.0), "n_critic": 5},

@@ -1,4 +1,4 @@
-"""One training loop for every GAN variant and add-on of DESIGN.md section 3.
+"""One training loop for every GAN variant and add-on of docs/design.md section 3.
 
 Per iteration: ``n_critic`` D steps (each optionally with instance noise, a
 gradient penalty, lazy regularization, VRAL's meta-discriminator updates and
