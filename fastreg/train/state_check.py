@@ -144,7 +144,10 @@ def _check_rng(rng) -> None:
         _require(keys.shape == (624,) and keys.min() >= 0 and keys.max() < 2**32, "rng.numpy's keys are out of range")
         np.random.RandomState().set_state(("MT19937", keys.astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
         p = rng["python"]
-        random.Random().setstate((p["version"], tuple(p["state"]), p["gauss"]))
+        words = p["state"]
+        _require(len(words) == 625 and all(isinstance(w, int) and 0 <= w < 2**32 for w in words),
+                 "rng.python's state is not 625 words of 32 bits")
+        random.Random().setstate((p["version"], tuple(words), p["gauss"]))
         for state in rng.get("cuda", []):
             _require(isinstance(state, torch.Tensor) and state.dtype == torch.uint8, "rng.cuda is not a byte tensor")
     except _Problem:
