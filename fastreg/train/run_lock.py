@@ -12,7 +12,8 @@ one collective and fail with it, instead of waiting in the first broadcast.
 
 :func:`prepare_run_folder` creates the folder first and turns what can go wrong there (a path that is
 a file, a parent that is a file, a read-only or unwritable location) into a ConfigError naming the
-option and the path.
+option and the path. A folder the lock created is removed again when the run fails before writing
+anything into it.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def holding(run_dir: str, world, option: str = "out"):
     ``option`` names the command-line option of the folder in the errors (``out`` or ``resume``).
     """
     lock, error = None, None
+    created = not os.path.exists(run_dir)
     if world.is_main:
         try:
             prepare_run_folder(run_dir, option)
@@ -109,4 +111,8 @@ def holding(run_dir: str, world, option: str = "out"):
         yield lock
     finally:
         if lock is not None:
+            if created and os.listdir(run_dir) == [LOCK_NAME]:  # a run that failed before writing anything
+                os.remove(lock.path)
+                with contextlib.suppress(OSError):
+                    os.rmdir(run_dir)
             lock.release()
