@@ -132,3 +132,15 @@ def test_the_lock_is_released_after_a_failed_run(tmp_path, monkeypatch):
     with pytest.raises(ZeroDivisionError):
         train(TrainConfig(data="ring8", model="mlp", z_dim=4, batch_size=8, steps=1, out=str(run)))
     RunLock(str(run)).release()  # free again
+
+
+def test_under_torchrun_every_rank_fails_with_rank_0s_message(holder):
+    """Only rank 0 locks; the others learn its outcome instead of waiting in the first broadcast."""
+    run, child = holder
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "fastreg",
+               "train", *TOY, "--device", "cpu", "--steps", "2", "--out", str(run)]
+    result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    message = f"out: the run folder {run} is in use by another fastreg process (pid {child.pid}"
+    assert result.stderr.count(message) == 2, result.stderr[-3000:]
+    assert "exitcode  : 2" in result.stderr

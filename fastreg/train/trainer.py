@@ -585,6 +585,11 @@ def load_latest_state(run_dir: str) -> dict:
     """The newest checkpoint of run_dir that is intact and complete (:mod:`fastreg.train.state_check`); a
     damaged one, whatever the damage, is warned about and the one before it tried. An unsafe one (an
     intact file whose pickle names code) is refused outright, with UnsafeCheckpointError."""
+    return newest_good_checkpoint(run_dir)[1]
+
+
+def newest_good_checkpoint(run_dir: str) -> tuple[str, dict]:
+    """(path, state) of :func:`load_latest_state`'s checkpoint."""
     if not os.path.isdir(run_dir):
         raise FileNotFoundError(f"resume: run folder {run_dir} does not exist")
     paths = list_checkpoints(run_dir)
@@ -592,11 +597,11 @@ def load_latest_state(run_dir: str) -> dict:
         raise FileNotFoundError(f"resume: no checkpoint in {os.path.join(run_dir, 'checkpoints')}")
     for path in reversed(paths[1:]):
         try:
-            return _training_state(path)
+            return path, _training_state(path)
         except DamagedCheckpointError as exc:
-            warnings.warn(f"{exc}; trying the one before it", stacklevel=2)
+            warnings.warn(f"{exc}; trying the one before it", stacklevel=3)
     try:
-        return _training_state(paths[0])
+        return paths[0], _training_state(paths[0])
     except DamagedCheckpointError as exc:
         if len(paths) == 1:
             raise
