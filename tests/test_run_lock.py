@@ -127,11 +127,14 @@ def test_read_only_out_exits_2(tmp_path, capsys):
 def test_the_lock_is_released_after_a_failed_run(tmp_path, monkeypatch):
     from fastreg.train.trainer import Trainer
 
-    run = tmp_path / "run"
     monkeypatch.setattr(Trainer, "train", lambda self: 1 / 0)
-    with pytest.raises(ZeroDivisionError):
-        train(TrainConfig(data="ring8", model="mlp", z_dim=4, batch_size=8, steps=1, out=str(run)))
-    RunLock(str(run)).release()  # free again
+    fresh, existing = tmp_path / "fresh", tmp_path / "existing"
+    existing.mkdir()
+    for run in (fresh, existing):
+        with pytest.raises(ZeroDivisionError):
+            train(TrainConfig(data="ring8", model="mlp", z_dim=4, batch_size=8, steps=1, out=str(run)))
+    assert not fresh.exists()  # the folder the lock created, with nothing written into it, is gone again
+    RunLock(str(existing)).release()  # free again
 
 
 def test_under_torchrun_every_rank_fails_with_rank_0s_message(holder):
