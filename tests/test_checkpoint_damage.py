@@ -10,7 +10,6 @@ import torch
 from fastreg.cli import main
 from fastreg.train.checkpoint import DamagedCheckpointError, UnsafeCheckpointError, latest_checkpoint, load_checkpoint
 from fastreg.train.config import TrainConfig
-from fastreg.train.state_check import check_training_state
 from fastreg.train.trainer import load_latest_state, load_trainer, resume, train
 from test_resume import assert_bitwise_equal
 
@@ -155,6 +154,8 @@ def damage_cases():
 
 @pytest.mark.parametrize("case", damage_cases())
 def test_an_intact_file_that_is_no_complete_state_is_damaged(case, run_template):
+    from fastreg.train.state_check import check_training_state
+
     change, problem = damage_cases()[case]
     path = str(run_template / "checkpoints" / "checkpoint_00000010.pt")
     state = load_checkpoint(path)

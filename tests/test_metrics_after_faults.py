@@ -6,7 +6,7 @@ import json
 import pytest
 
 from fastreg.train.config import TrainConfig
-from fastreg.train.metrics_log import read_metrics, truncate_metrics
+from fastreg.train.metrics_log import read_metrics
 from fastreg.train.trainer import resume, train
 from test_resume import crash_at
 
@@ -42,6 +42,8 @@ def test_read_metrics_skips_and_reports_a_bad_line(tmp_path):
 
 
 def test_truncate_keeps_whole_records_up_to_the_step(tmp_path):
+    from fastreg.train.metrics_log import truncate_metrics
+
     path = tmp_path / "metrics.jsonl"
     lines = [json.dumps({"step": s, "x": s / 2}) for s in (5, 10, 10, 15)] + ['{"step": 20, "x']
     path.write_text("\n".join(lines))

@@ -11,7 +11,6 @@ import torch
 import yaml
 
 from fastreg.cli import main
-from fastreg.train import resume_policy
 from fastreg.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from fastreg.train.config import TrainConfig
 from fastreg.train.metrics_log import read_metrics
@@ -145,12 +144,16 @@ def test_betas_on_an_rmsprop_run_are_refused(tmp_path, capsys):
 
 
 def test_every_config_field_is_classified_once():
+    from fastreg.train import resume_policy
+
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     assert set(resume_policy.CHANGEABLE) | set(resume_policy.FIXED) == names
     assert not set(resume_policy.CHANGEABLE) & set(resume_policy.FIXED)
 
 
 def test_the_readme_states_the_policy_of_every_field():
+    from fastreg.train import resume_policy
+
     readme = open(os.path.join(ROOT, "README.md")).read()
     section = readme[readme.index("### Resume"):]
     section = section[:section.index("\n#", 1)]

@@ -12,7 +12,6 @@ from fastreg.cli import main
 from fastreg.train.checkpoint import list_checkpoints, load_checkpoint
 from fastreg.train.config import TrainConfig
 from fastreg.train.metrics_log import read_metrics
-from fastreg.train.run_lock import LOCK_NAME, RunLock, RunLockedError
 from fastreg.train.trainer import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -54,6 +53,8 @@ def test_a_second_train_exits_2_naming_the_folder_and_the_holder(holder, capsys)
 def test_a_resume_while_another_writes_exits_2(holder, capsys):
     run, child = holder
     config = TrainConfig(data="ring8", model="mlp", z_dim=4, batch_size=8, steps=2, out=str(run))
+    from fastreg.train.run_lock import RunLockedError
+
     with pytest.raises(RunLockedError, match=rf"pid {child.pid}"):
         train(config)
     assert main(["train", "--resume", str(run), "--steps", "4"]) == 2
@@ -65,9 +66,9 @@ def test_a_killed_holder_leaves_a_stale_lock_that_the_next_writer_takes(holder):
     run, child = holder
     os.kill(child.pid, signal.SIGKILL)
     child.wait(timeout=30)
-    assert f"pid {child.pid}" in (run / LOCK_NAME).read_text()  # the file stays, naming the dead holder
+    assert f"pid {child.pid}" in (run / "run.lock").read_text()  # the file stays, naming the dead holder
     assert main(["train", *TOY, "--steps", "2", "--out", str(run)]) == 0
-    assert (run / LOCK_NAME).read_text().startswith(f"pid {os.getpid()} ")
+    assert (run / "run.lock").read_text().startswith(f"pid {os.getpid()} ")
     assert main(["train", "--resume", str(run), "--steps", "3"]) == 0  # released at the end of the run
 
 
@@ -126,6 +127,8 @@ def test_read_only_out_exits_2(tmp_path, capsys):
 
 def test_the_lock_is_released_after_a_failed_run(tmp_path, monkeypatch):
     from fastreg.train.trainer import Trainer
+
+    from fastreg.train.run_lock import RunLock
 
     monkeypatch.setattr(Trainer, "train", lambda self: 1 / 0)
     fresh, existing = tmp_path / "fresh", tmp_path / "existing"
