@@ -1,7 +1,6 @@
 """Damaged checkpoints are detected whatever the damage (zip CRCs, keys, shapes, random states), a resume
 falls back to the newest good one and then trains what a straight run trains; only code is called unsafe."""
 
-import os
 import zipfile
 
 import pytest
@@ -10,7 +9,7 @@ import torch
 from fastreg.cli import main
 from fastreg.train.checkpoint import DamagedCheckpointError, UnsafeCheckpointError, latest_checkpoint, load_checkpoint
 from fastreg.train.config import TrainConfig
-from fastreg.train.trainer import load_latest_state, load_trainer, resume, train
+from fastreg.train.trainer import load_latest_state, load_trainer, train
 from test_resume import assert_bitwise_equal
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -105,7 +105,7 @@ def load_images(files: list[str]) -> torch.Tensor:
 
     size, pixels = None, []
     for path in files:
-        grey, values, scale, im_size = _read_image(path)
+        values, scale, im_size = _read_image(path)
         size = size or im_size
         if size[0] != size[1]:
             raise ValueError(f"source: images must be square, {path} is {size[0]}x{size[1]}")
@@ -122,7 +122,8 @@ SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # Pillow's modes o
 
 
 def _read_image(path: str):
-    """(grey, pixel array, full-scale value, size) of one image file; ValueError naming it when unreadable."""
+    """(pixel array: [H, W] grey or [H, W, 3] RGB, full-scale value, size) of one image file; ValueError naming it
+    when unreadable."""
     import warnings
 
     import numpy as np
@@ -137,9 +138,9 @@ def _read_image(path: str):
                     if im.format != "PNG" or values.min() < 0 or values.max() > 65535:
                         raise ValueError(f"source: {path} is a {im.format} image in mode {im.mode} with values "
                                          f"outside 16 bits; only 8- and 16-bit images are read")
-                    return True, values, 65535.0, im.size
+                    return values, 65535.0, im.size
                 grey = im.mode in ("L", "1")
-                return grey, np.asarray(im.convert("L" if grey else "RGB")), 255.0, im.size
+                return np.asarray(im.convert("L" if grey else "RGB")), 255.0, im.size
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ValueError(f"source: {path} is refused as a possible decompression bomb ({exc})") from None
     except (OSError, SyntaxError) as exc:  # UnidentifiedImageError, a truncated or corrupt file
