@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 import time
 import typing
 
+from .torch_files import DamagedFileError, UnsafeFileError
 from .train.checkpoint import CheckpointError
 from .train.config import ConfigError, TrainConfig, from_dict, load_yaml, to_dict
 from .train.nonfinite import NonFiniteError
@@ -109,13 +111,18 @@ def main(argv: list[str] | None = None) -> int:
             if args.resume:
                 from .train.trainer import resume
 
+                if args.config:
+                    raise ConfigError(f"config: --config {args.config} cannot be combined with --resume: a resumed "
+                                      f"run keeps its checkpoint's config; give the fields to change as flags "
+                                      f"(README, 'Resume')")
                 resume(args.resume, overrides=config_overrides(args))
             else:
                 train(config_from_args(args))
     except ConfigError as exc:
         print(f"fastreg {args.command}: invalid config: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, CheckpointError) as exc:  # a missing --config/--resume path, an unusable checkpoint
+    except (FileNotFoundError, CheckpointError, DamagedFileError, UnsafeFileError) as exc:
+        # a missing --config/--resume path, an unusable checkpoint or weights file
         print(f"fastreg {args.command}: {exc}", file=sys.stderr)
         return 2
     except NonFiniteError as exc:
@@ -126,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command not in (*EVALUATION_COMMANDS, "experiment"):
             raise
         print(f"fastreg {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user gave
+            raise
+        print(f"fastreg {args.command}: cannot use {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     return 0
 
@@ -176,6 +188,8 @@ def run_fid(args: argparse.Namespace) -> int:
         print("fastreg fid: sources: give a RUN_DIR, two sources, or --floor with --data/--resolution",
               file=sys.stderr)
         return 2
+    if args.json:
+        check_writable_file(args.json, "--json")  # before minutes of computing, not after
     results = fid_between(args) if len(args.sources) == 2 else fid_against_data(args)
     if args.json:
         import json
@@ -183,6 +197,21 @@ def run_fid(args: argparse.Namespace) -> int:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
     return 0
+
+
+def check_writable_file(path: str, option: str) -> None:
+    """ValueError naming ``option`` unless ``path`` can be written (tried: opened for appending; a file
+    that did not exist is removed again)."""
+    if os.path.isdir(path):
+        raise ValueError(f"{option}: {path} is a folder; give a file name")
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{option}: cannot write {path} ({exc.strerror or exc})") from None
+    if not existed:
+        os.remove(path)
 
 
 def fid_between(args: argparse.Namespace) -> dict:
@@ -257,6 +286,20 @@ def run_diagnose(args: argparse.Namespace) -> int:
             print(f"fastreg diagnose {args.diagnostic}: {name}: no run folder {run!r}", file=sys.stderr)
             return 2
     out, device = getattr(args, "out", None), getattr(args, "device", None)
+    for name, least in DIAGNOSE_MINIMUMS.items():
+        value = getattr(args, name, least)
+        if value < least:
+            print(f"fastreg diagnose {args.diagnostic}: {_flag(name)}: must be at least {least}, got {value}",
+                  file=sys.stderr)
+            return 2
+    noise = getattr(args, "noise", 0.0)
+    if not (math.isfinite(noise) and noise >= 0):
+        print(f"fastreg diagnose {args.diagnostic}: noise: must be a finite number >= 0, got {noise}", file=sys.stderr)
+        return 2
+    if out is not None:  # before minutes of diagnostics, not after
+        from .train.run_lock import prepare_run_folder
+
+        prepare_run_folder(out, "out")
     if args.diagnostic == "all":
         options = DiagnoseOptions(k=args.k, d_steps=args.d_steps, record_every=args.record_every,
                                   samples=args.samples, cross_samples=args.cross_samples,
@@ -281,6 +324,7 @@ def run_diagnose(args: argparse.Namespace) -> int:
 
 
 EVALUATION_COMMANDS = {"fid": run_fid, "diagnose": run_diagnose}
+DIAGNOSE_MINIMUMS = {"samples": 1, "cross_samples": 1, "d_steps": 1, "record_every": 1, "pairs": 1, "k": 0}
 
 
 # --- the diagnose parser ---------------------------------------------------------------------------

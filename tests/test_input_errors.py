@@ -66,8 +66,8 @@ def write_rgb_folder(root, n=16, side=8):
     return root
 
 
-def test_resume_with_data_of_another_channel_count_names_data(tmp_path):
-    """A run trained on 1-channel digits, resumed on 3-channel images: exit 2 naming data and channels."""
+def test_resume_with_other_data_names_data(tmp_path):
+    """A run trained on 1-channel digits, resumed on 3-channel images: exit 2 naming data as fixed by the run."""
     run = tmp_path / "run"
     train(TrainConfig(data="digits", resolution=8, width=8, z_dim=8, batch_size=8, steps=2, out=str(run)))
     folder = write_rgb_folder(tmp_path / "rgb")
@@ -75,12 +75,27 @@ def test_resume_with_data_of_another_channel_count_names_data(tmp_path):
                      str(folder))
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    assert ("invalid config: data: the checkpoint's networks take samples of shape (1, 8, 8), but data "
-            "'imagefolder' gives (3, 8, 8) (different channels)") in result.stderr
+    assert f"invalid config: data: fixed by the run in {run} (it has 'digits', the resume asks for 'imagefolder')" \
+        in result.stderr
 
 
-def test_resume_with_other_networks_names_the_part(tmp_path, capsys):
+def test_a_checkpoint_of_other_data_names_data(tmp_path):
+    """The sample-shape check behind a resume: a checkpoint of 1-channel networks, 3-channel data."""
+    from fastreg.train.trainer import Trainer
+
+    folder = write_rgb_folder(tmp_path / "rgb")
+    trainer = Trainer(TrainConfig(data="imagefolder", data_root=str(folder), resolution=8, width=8, z_dim=8,
+                                  batch_size=8, out=str(tmp_path / "run")))
+    with pytest.raises(ConfigError, match=r"^data: the checkpoint's networks take samples of shape \(1, 8, 8\), "
+                                          r"but data 'imagefolder' gives \(3, 8, 8\) \(different channels\)"):
+        trainer.load_state_dict({"sample_shape": [1, 8, 8]})
+
+
+def test_resume_with_other_networks_names_the_field(tmp_path, capsys):
+    """A changed architecture field on resume names the field as fixed by the run (on main: a truncated
+    state-dict error)."""
     run = tmp_path / "run"
     train(TrainConfig(data="ring8", model="mlp", z_dim=4, batch_size=8, steps=2, out=str(run)))
-    assert main(["train", "--resume", str(run), "--z-dim", "6"]) == 2
-    assert "invalid config: resume: the checkpoint's G does not fit the config (RuntimeError: " in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--z-dim", "6", "--steps", "3"]) == 2
+    assert f"invalid config: z_dim: fixed by the run in {run} (it has 4, the resume asks for 6)" in \
+        capsys.readouterr().err

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -27,8 +28,8 @@ import torch
 from .. import plots
 from ..metrics.evaluation import Evaluator, describe, real_images
 from ..train import build
-from ..train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
-from ..train.trainer import Trainer, load_trainer
+from ..train.checkpoint import DamagedCheckpointError, list_checkpoints, load_checkpoint
+from ..train.trainer import Trainer, load_trainer, newest_good_checkpoint
 from .cross_test import CROSS_SAMPLES, cross_test
 from .discriminator import RealSampler, generate, logits, output_histograms, train_discriminator
 from .interpolation import PAIRS, interpolation_profile
@@ -85,10 +86,15 @@ def vanishing_over_checkpoints(trainer: Trainer, G, real: RealSampler, o: Diagno
     """Arjovsky & Bottou's experiment for G of the newest (or every kept) checkpoint, each with a fresh D
     (seeded; the same initial D with and without noise); returns ``{label: records}`` and the fresh D trained
     (without noise) against the newest G. ``o.noise`` > 0 adds a run with instance noise per checkpoint."""
-    paths = list_checkpoints(trainer.config.out) if o.all_checkpoints else [latest_checkpoint(trainer.config.out)]
+    run = trainer.config.out
+    paths = list_checkpoints(run) if o.all_checkpoints else [newest_good_checkpoint(run)[0]]
     vanishing, fresh_D = {}, None
     for path in paths:
-        state = load_checkpoint(path, map_location=trainer.device)
+        try:
+            state = load_checkpoint(path, map_location=trainer.device)
+        except DamagedCheckpointError as exc:  # --all-checkpoints: a damaged one is left out, not fatal
+            warnings.warn(f"{exc}; left out of the vanishing-gradient plot", stacklevel=2)
+            continue
         G_t = copy.deepcopy(G)
         G_t.load_state_dict(state["G"])
         torch.manual_seed(o.seed)

@@ -11,13 +11,17 @@ and gives the reported accuracy. Training is seeded and runs inside ``torch.rand
 it neither depends on nor disturbs the caller's random state (nor does building a model to load).
 The trained weights and their
 accuracy are cached as ``$FASTREG_CACHE/classifiers/<dataset>-r<resolution>-v<version>.pt``
-(``FASTREG_CACHE`` defaults to ``~/.cache/fastreg``); a second call loads them.
+(``FASTREG_CACHE`` defaults to ``~/.cache/fastreg``); a second call loads them. A cache file that
+fails its checks (zip CRCs, :func:`fastreg.torch_files.load_verified`), misses a key or does not fit
+the network (a truncated file, a full disk, a flipped byte) is reported in a warning naming it,
+trained again and replaced.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -158,12 +162,12 @@ def load_or_train_classifier(dataset: str, resolution: int, root: str | None = N
     """The cached classifier of ``dataset`` at ``resolution``, trained (and cached) on first use."""
     path = cache_path(dataset, resolution)
     if os.path.exists(path):
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        with torch.random.fork_rng(devices=[]):  # initialisation is overwritten; leave the caller's RNG alone
-            model = ImageClassifier(state["channels"], state["classes"], resolution)
-        model.load_state_dict(state["model"])
-        return TrainedClassifier(model.eval(), dataset, resolution, state["held_out_accuracy"],
-                                 state["held_out_count"], path, trained_now=False)
+        try:
+            return _load_cached(path, dataset, resolution)
+        except (ValueError, KeyError, TypeError, RuntimeError, OSError) as exc:
+            detail = str(exc).replace(f"{path} is damaged: ", "")
+            warnings.warn(f"FID classifier cache {path} is damaged ({type(exc).__name__}: {detail}); training "
+                          f"the classifier again and replacing the file", stacklevel=2)
     from .. import data
 
     images, labels = labelled_images(data.get_dataset(dataset, resolution=resolution, root=root))
@@ -173,6 +177,19 @@ def load_or_train_classifier(dataset: str, resolution: int, root: str | None = N
                                path, trained_now=True)
     _save(result, images.shape[1], int(labels.max()) + 1)
     return result
+
+
+def _load_cached(path: str, dataset: str, resolution: int) -> TrainedClassifier:
+    from ..torch_files import load_verified
+
+    state = load_verified(path)
+    if not isinstance(state, dict):
+        raise TypeError(f"it holds a {type(state).__name__}, not a dict")
+    with torch.random.fork_rng(devices=[]):  # initialisation is overwritten; leave the caller's RNG alone
+        model = ImageClassifier(int(state["channels"]), int(state["classes"]), resolution)
+    model.load_state_dict(state["model"])
+    held_accuracy, count = float(state["held_out_accuracy"]), int(state["held_out_count"])
+    return TrainedClassifier(model.eval(), dataset, resolution, held_accuracy, count, path, trained_now=False)
 
 
 def _save(result: TrainedClassifier, channels: int, classes: int) -> None:

@@ -108,7 +108,11 @@ def _inception_from_file(weights: str) -> nn.Module:
 
     with torch.random.fork_rng(devices=[]):  # initialisation is overwritten; leave the caller's RNG alone
         model = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=False)
-    state = torch.load(weights, map_location="cpu", weights_only=True)
+    from ..torch_files import load_verified
+
+    state = load_verified(weights, legacy=True)  # DamagedFileError / UnsafeFileError naming the file
+    if not isinstance(state, dict):
+        raise ValueError(f"extractor: {weights} holds a {type(state).__name__}, not Inception-v3 weights")
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("AuxLogits.")]  # the auxiliary head is optional
     if missing or unexpected:

@@ -97,26 +97,54 @@ def folder_source(path: str, seed: int) -> Source:
 def load_images(files: list[str]) -> torch.Tensor:
     """``[N, C, R, R]`` in [-1, 1]; grey when every file is grey, else RGB; all the first file's size.
 
-    Files are read one at a time (one open file at any moment, whatever their number)."""
+    Pixels are scaled by the file's real bit depth: 16-bit grey PNGs (0..65535) like 8-bit files
+    (0..255). A file that is no readable image (a text file named ``.png``, a truncated file) or that
+    declares more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (a decompression bomb) raises ValueError
+    naming it. Files are read one at a time (one open file at any moment, whatever their number)."""
     import numpy as np
-    from PIL import Image
 
     size, pixels = None, []
     for path in files:
-        with Image.open(path) as im:
-            size = size or im.size
-            if size[0] != size[1]:
-                raise ValueError(f"source: images must be square, {path} is {size[0]}x{size[1]}")
-            if im.size != size:
-                raise ValueError(f"source: {path} is {im.size[0]}x{im.size[1]}, the others {size[0]}x{size[1]}")
-            grey = im.mode in ("L", "1", "I;16")
-            pixels.append(np.asarray(im.convert("L" if grey else "RGB"), dtype=np.float32))
+        values, scale, im_size = _read_image(path)
+        size = size or im_size
+        if size[0] != size[1]:
+            raise ValueError(f"source: images must be square, {path} is {size[0]}x{size[1]}")
+        if im_size != size:
+            raise ValueError(f"source: {path} is {im_size[0]}x{im_size[1]}, the others {size[0]}x{size[1]}")
+        pixels.append(values.astype(np.float32) * np.float32(2.0 / scale) - np.float32(1.0))
     if all(p.ndim == 2 for p in pixels):
-        images = torch.from_numpy(np.stack(pixels))[:, None]
-    else:
-        rgb = [p if p.ndim == 3 else np.repeat(p[..., None], 3, axis=-1) for p in pixels]
-        images = torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2)
-    return images * (2.0 / 255.0) - 1.0
+        return torch.from_numpy(np.stack(pixels))[:, None]
+    rgb = [p if p.ndim == 3 else np.repeat(p[..., None], 3, axis=-1) for p in pixels]
+    return torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2)
+
+
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # Pillow's modes of 16-bit grey PNGs
+
+
+def _read_image(path: str):
+    """(pixel array: [H, W] grey or [H, W, 3] RGB, full-scale value, size) of one image file; ValueError naming it
+    when unreadable."""
+    import warnings
+
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if im.mode in SIXTEEN_BIT_MODES:
+                    values = np.asarray(im, dtype=np.int64)
+                    if im.format != "PNG" or values.min() < 0 or values.max() > 65535:
+                        raise ValueError(f"source: {path} is a {im.format} image in mode {im.mode} with values "
+                                         f"outside 16 bits; only 8- and 16-bit images are read")
+                    return values, 65535.0, im.size
+                grey = im.mode in ("L", "1")
+                return np.asarray(im.convert("L" if grey else "RGB")), 255.0, im.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ValueError(f"source: {path} is refused as a possible decompression bomb ({exc})") from None
+    except (OSError, SyntaxError) as exc:  # UnidentifiedImageError, a truncated or corrupt file
+        raise ValueError(f"source: {path} is not a readable image ({type(exc).__name__}: {exc})") from None
 
 
 def run_source(path: str, samples: int, seed: int, device: str | None) -> Source:

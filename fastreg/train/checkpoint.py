@@ -5,19 +5,25 @@ the final name (atomic on POSIX) and the folder is fsync'ed, so a process killed
 leaves either the previous set of checkpoints or the new one, never a torn file under a final
 name. Stale temporary files of a killed writer are removed by the next save and never listed.
 
-Loading uses ``torch.load(weights_only=True)``, which unpickles only tensors, numbers, strings
-and plain containers: a checkpoint carrying any other pickled object (the way a malicious file
-runs code) is refused with :class:`UnsafeCheckpointError`, before anything in it is executed.
+Loading (:func:`fastreg.torch_files.load_verified`) first checks the zip archive: its directory and
+the CRC-32 of every member, so a flipped byte anywhere in the tensor data or the pickle is caught
+(``torch.load`` alone does not check). An intact archive is read with ``torch.load(weights_only=True)``,
+which unpickles only tensors, numbers, strings and plain containers. Any damage, whatever its symptom,
+raises :class:`DamagedCheckpointError` (a resume warns and falls back to the checkpoint before it);
+only an intact file whose pickle names code (the way a malicious file runs it) is refused with
+:class:`UnsafeCheckpointError`, before anything in it is executed. What a training checkpoint must
+hold (keys, shapes, random states) is checked by :mod:`fastreg.train.state_check`.
 """
 
 from __future__ import annotations
 
 import glob
 import os
-import pickle
 import re
 
 import torch
+
+from ..torch_files import DamagedFileError, UnsafeFileError, load_verified
 
 PATTERN = "checkpoint_{step:08d}.pt"
 TEMPORARY_SUFFIX = ".tmp"
@@ -27,11 +33,11 @@ class CheckpointError(ValueError):
     """A checkpoint could not be loaded; the message names the file."""
 
 
-class UnsafeCheckpointError(CheckpointError):
+class UnsafeCheckpointError(CheckpointError, UnsafeFileError):
     """The file holds pickled objects other than tensors and plain containers (it could run code)."""
 
 
-class DamagedCheckpointError(CheckpointError):
+class DamagedCheckpointError(CheckpointError, DamagedFileError):
     """The file is truncated, corrupted or not a checkpoint at all."""
 
 
@@ -62,24 +68,18 @@ def list_checkpoints(run_dir: str) -> list[str]:
 def load_checkpoint(path: str, map_location="cpu") -> dict:
     """Load a checkpoint without executing pickled code.
 
-    Raises :class:`UnsafeCheckpointError` when the file holds pickled objects other than tensors
-    and plain containers, :class:`DamagedCheckpointError` when it is unreadable or not a dict, and
+    Raises :class:`DamagedCheckpointError` when the archive fails its CRC checks, does not unpickle or
+    holds no dict, :class:`UnsafeCheckpointError` when an intact file's pickle names code, and
     FileNotFoundError when it does not exist; each message names the file.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        reason = str(exc).strip().splitlines()
-        detail = next((line for line in reason if "Unsupported global" in line or "Unpickler error" in line),
-                      reason[0] if reason else "")
-        raise UnsafeCheckpointError(
-            f"checkpoint {path} refused: it holds pickled objects other than tensors and plain containers, "
-            f"which could run arbitrary code when loaded; fastreg loads with torch.load(weights_only=True) and "
-            f"never unpickles them ({detail.strip()})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise DamagedCheckpointError(f"checkpoint {path} is damaged or not a checkpoint: {exc}") from None
+        state = load_verified(path, map_location=map_location)
+    except UnsafeFileError as exc:
+        raise UnsafeCheckpointError(f"checkpoint {exc}") from None
+    except DamagedFileError as exc:
+        raise DamagedCheckpointError(f"checkpoint {exc}") from None
     if not isinstance(state, dict):
         raise DamagedCheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a state dict")
     return state

@@ -173,6 +173,10 @@ class TrainConfig:
                               f"not variant {self.variant!r}")
         for name in ("gamma", "noise", "lr_d", "lr_g"):
             _check_non_negative(name, getattr(self, name))
+        for name in ("vral_mu_real", "vral_mu_fake"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{name}: must be a finite number, got {value!r}")
         if self.gamma_anneal is not None and not 0 < self.gamma_anneal <= 1:
             raise ConfigError(f"gamma_anneal: must lie in (0, 1], got {self.gamma_anneal}")
         if self.gamma_anneal is not None and self.reg != "roth":
@@ -239,8 +243,8 @@ def _check_choice(name: str, value: Any, choices) -> None:
 
 
 def _check_non_negative(name: str, value: float | None) -> None:
-    if value is not None and (not isinstance(value, (int, float)) or math.isnan(value) or value < 0):
-        raise ConfigError(f"{name}: must be a non-negative number, got {value!r}")
+    if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0):
+        raise ConfigError(f"{name}: must be a finite non-negative number, got {value!r}")
 
 
 def _check_positive_int(name: str, value: int) -> None:

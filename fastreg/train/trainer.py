@@ -33,10 +33,10 @@ import torch
 from .. import losses, models, regularizers, schedules
 from ..regularizer_table import REGULARIZERS
 from ..metrics.evaluation import Evaluator, describe
-from . import build, cuda_graphs, distributed
+from . import build, cuda_graphs, distributed, resume_policy, run_lock
 from .batches import BatchStream
-from .checkpoint import DamagedCheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
-from .config import ConfigError, TrainConfig, from_dict, save_yaml, to_dict
+from .checkpoint import DamagedCheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
+from .config import ConfigError, TrainConfig, from_dict, load_yaml, save_yaml, to_dict
 from .metrics_log import MetricsLog, _jsonable
 from .nonfinite import NonFiniteError, NonFiniteGuard
 from .samples import save_sample_grid, save_scatter
@@ -359,7 +359,7 @@ class Trainer:
         if main:
             os.makedirs(c.out, exist_ok=True)
             save_yaml(c, os.path.join(c.out, "config.yaml"))
-        log = MetricsLog(c.out) if main else None
+        log = MetricsLog(c.out, resumed_at=self.step) if main else None  # drops records after the checkpoint
         start, window = time.perf_counter(), _Window(self.device)
         from tqdm.auto import tqdm
 
@@ -526,8 +526,8 @@ class Trainer:
             self.graphs = cuda_graphs.CudaGraphSteps(self)
 
     def _apply_config_learning_rates(self) -> None:
-        """The config's learning rates win over the ones saved with the optimizers, so a resume
-        can change them (``--resume RUN --lr-d 1e-4``); unchanged, they are the same numbers."""
+        """The config's learning rates and Adam betas win over the ones saved with the optimizers, so a
+        resume can change them (``--resume RUN --lr-d 1e-4 --betas 0 0.9``); unchanged, they are the same."""
         c = self.config
         rates = {"opt_g": c.resolved("lr_g"), "opt_d": c.resolved("lr_d"), "opt_lens": c.resolved("lr_d"),
                  "opt_meta": c.resolved("lr_d")}
@@ -535,6 +535,8 @@ class Trainer:
             if name in rates:
                 for group in optimizer.param_groups:
                     group["lr"] = rates[name]
+                    if "betas" in group:
+                        group["betas"] = tuple(c.resolved("betas"))
 
     def _check_fits(self, state: dict) -> None:
         saved = state.get("sample_shape")
@@ -557,26 +559,51 @@ class Trainer:
 
 
 def train(config: TrainConfig) -> str:
-    """Train a new run in config.out (which must not hold one already); joins torchrun's processes."""
-    if list_checkpoints(config.out):
-        raise ConfigError(f"out: {config.out} already holds a run; resume it with --resume or choose another --out")
-    with distributed.process_group(config.device):
+    """Train a new run in config.out (which must not hold one already); joins torchrun's processes.
+
+    Holds the folder's lock (:mod:`fastreg.train.run_lock`) for the whole run."""
+    with distributed.process_group(config.device) as world, run_lock.holding(config.out, world, "out"):
+        if list_checkpoints(config.out):
+            raise ConfigError(f"out: {config.out} already holds a run; resume it with --resume or choose another "
+                              f"--out")
         return Trainer(config).train()
 
 
 def resume(run_dir: str, overrides: dict | None = None) -> str:
-    """Continue the run in run_dir from its newest loadable checkpoint (overrides, e.g. steps, applied)."""
-    state = load_latest_state(run_dir)
-    config = replace(from_dict(state["config"]), out=run_dir, **(overrides or {}))
-    with distributed.process_group(config.device):
+    """Continue the run in run_dir from its newest good checkpoint, under the folder's lock.
+
+    ``overrides`` (config fields) are checked by :mod:`fastreg.train.resume_policy`: a field a resume can
+    change is applied, any other change is refused with ConfigError before anything is written.
+    metrics.jsonl keeps the records up to the checkpoint's step (the redone steps are logged once).
+    """
+    if not os.path.isdir(run_dir):
+        raise FileNotFoundError(f"resume: run folder {run_dir} does not exist")
+    device = (overrides or {}).get("device") or _recorded_device(run_dir)
+    with distributed.process_group(device) as world, run_lock.holding(run_dir, world, "resume"):
+        state = load_latest_state(run_dir)
+        config = resume_policy.resumed_config(state["config"], run_dir, state["step"], overrides)
         trainer = Trainer(config)
         trainer.load_state_dict(state)
         return trainer.train()
 
 
+def _recorded_device(run_dir: str) -> str:
+    """The device in run_dir's config.yaml (it picks torchrun's backend before a checkpoint is read)."""
+    try:
+        return load_yaml(os.path.join(run_dir, "config.yaml")).device
+    except Exception:  # a missing or damaged config.yaml: the checkpoint's config decides later
+        return "auto"
+
+
 def load_latest_state(run_dir: str) -> dict:
-    """The newest checkpoint of run_dir that loads; a damaged one (warned about) falls back to the one
-    before it. An unsafe one (pickled code) is refused outright, with UnsafeCheckpointError."""
+    """The newest checkpoint of run_dir that is intact and complete (:mod:`fastreg.train.state_check`); a
+    damaged one, whatever the damage, is warned about and the one before it tried. An unsafe one (an
+    intact file whose pickle names code) is refused outright, with UnsafeCheckpointError."""
+    return newest_good_checkpoint(run_dir)[1]
+
+
+def newest_good_checkpoint(run_dir: str) -> tuple[str, dict]:
+    """(path, state) of :func:`load_latest_state`'s checkpoint."""
     if not os.path.isdir(run_dir):
         raise FileNotFoundError(f"resume: run folder {run_dir} does not exist")
     paths = list_checkpoints(run_dir)
@@ -584,22 +611,27 @@ def load_latest_state(run_dir: str) -> dict:
         raise FileNotFoundError(f"resume: no checkpoint in {os.path.join(run_dir, 'checkpoints')}")
     for path in reversed(paths[1:]):
         try:
-            return _training_state(path)
+            return path, _training_state(path)
         except DamagedCheckpointError as exc:
-            warnings.warn(f"{exc}; trying the one before it", stacklevel=2)
-    return _training_state(paths[0])
+            warnings.warn(f"{exc}; trying the one before it", stacklevel=3)
+    try:
+        return paths[0], _training_state(paths[0])
+    except DamagedCheckpointError as exc:
+        if len(paths) == 1:
+            raise
+        raise DamagedCheckpointError(f"{exc}; it was the oldest of {len(paths)}: no checkpoint of {run_dir} "
+                                     f"is intact") from None
 
 
 def _training_state(path: str) -> dict:
-    state = load_checkpoint(path)
-    if not {"step", "config"} <= set(state):
-        raise DamagedCheckpointError(f"checkpoint {path} is not a fastreg training checkpoint (no step or config)")
-    return state
+    from .state_check import check_training_state
+
+    return check_training_state(load_checkpoint(path), path)
 
 
 def load_trainer(run_dir: str, checkpoint: str | None = None, overrides: dict | None = None) -> Trainer:
-    """The run in run_dir as of ``checkpoint`` (default: its newest), ready to sample or diagnose."""
-    state = load_checkpoint(checkpoint or latest_checkpoint(run_dir))
+    """The run in run_dir as of ``checkpoint`` (default: its newest good one), ready to sample or diagnose."""
+    state = _training_state(checkpoint) if checkpoint else load_latest_state(run_dir)
     trainer = Trainer(replace(from_dict(state["config"]), out=run_dir, **(overrides or {})))
     trainer.load_state_dict(state)
     return trainer
