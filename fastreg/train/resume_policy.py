@@ -23,7 +23,7 @@ from .config import ConfigError, TrainConfig, from_dict, to_dict
 
 CHANGEABLE = {
     "steps": "the new total of generator steps, above the checkpoint's step; the schedules that depend on the "
-             "run's length (Roth's annealed gamma over steps x n_critic D steps, the instance-noise decay) are "
+             "run's length (Roth's annealed gamma over the generator steps, the instance-noise decay) are "
              "stretched to the new total from the resumed step on",
     "lr_d": "set on D's optimizer (and on the lens's and VRAL's meta-discriminators', which follow lr_d)",
     "lr_g": "set on G's optimizer",
@@ -47,9 +47,10 @@ FIXED = {
     "gamma_anneal": _RECIPE, "reg_every": _RECIPE, "noise": _RECIPE, "noise_schedule": _RECIPE,
     "lens": _NETWORK, "lens_k": _RECIPE, "lens_width": _NETWORK, "vral_mu_real": _RECIPE, "vral_mu_fake": _RECIPE,
     "data": "the checkpoint's networks and data position belong to it", "resolution": _NETWORK, "model": _NETWORK,
-    "width": _NETWORK, "d_batchnorm": _NETWORK, "z_dim": _NETWORK,
+    "width": _NETWORK, "d_norm": _NETWORK, "z_dim": _NETWORK,
+    "d_forward": _RECIPE + " (with batch norm in D only separate forwards are valid)",
     "batch_size": "the saved data position and random streams are per batch",
-    "n_critic": _RECIPE + "; the D-step counter and gamma schedule count its steps",
+    "n_critic": _RECIPE + "; the D-step counter (lazy regularization) counts its steps",
     "optimizer": "the checkpoint's optimizer states are the run's optimizer's",
     "ema": "the EMA generator was averaged with it", "amp": "the saved GradScaler state and the numerics",
     "dtype": "the checkpoint's tensors are in it",
@@ -58,7 +59,7 @@ FIXED = {
 }
 
 # Fields whose unset value means "the variant's default": compared by the value in force.
-_RESOLVED = ("gamma", "d_batchnorm", "optimizer", "lr_d", "lr_g", "betas", "n_critic")
+_RESOLVED = ("gamma", "d_norm", "optimizer", "lr_d", "lr_g", "betas", "n_critic")
 
 
 def is_changeable(name: str) -> bool:
