@@ -14,7 +14,7 @@ import torch
 from . import reference
 from .backend import extension_loaded, use_native
 from .divergences import get_divergence
-from .penalty_args import check_grad_penalty_inputs, parse_weight
+from .penalty_args import check_grad_penalty_backward_inputs, check_grad_penalty_inputs, parse_weight
 from .random_op_args import (accumulate_dtype, check_generator, check_interpolate_inputs, check_noise_input,
                              check_scalar_sigma, check_sigma_rows, check_sigma_values, noise_scale_args)
 
@@ -248,6 +248,8 @@ def _grad_penalty_fake(grad, logits, weight="one", num_real=0, norm="sq", target
 
 
 def _grad_penalty_backward_fake(grad_value, grad, logits, row_norms, weight, num_real, norm, target):
+    # Also the Meta kernel: a meta tensor among CPU ones dispatches here, so the devices are checked too.
+    check_grad_penalty_backward_inputs(grad_value, grad, logits, row_norms, weight, num_real, norm, target)
     grad_logits = torch.empty_like(logits) if logits is not None else grad.new_empty((0,))
     return torch.empty_like(grad, memory_format=torch.contiguous_format), grad_logits
 
