@@ -9,9 +9,11 @@ formulas, so they run in eager mode, under ``torch.compile`` and inside
 
 from __future__ import annotations
 
+import types
+
 import torch
 
-from . import reference
+from . import op_vmap, reference
 from .backend import extension_loaded, use_native
 from .divergences import get_divergence
 from .penalty_args import check_grad_penalty_backward_inputs, check_grad_penalty_inputs, parse_weight
@@ -59,7 +61,8 @@ def grad_penalty(grad: torch.Tensor, logits: torch.Tensor | None = None, *, weig
     if torch.compiler.is_compiling():
         value, _ = torch.ops.fastreg.grad_penalty(grad, logits, weight, num_real, norm, float(target))
         return value
-    return _EagerGradPenalty.apply(grad, logits, weight, num_real, norm, float(target))
+    value, _ = _EagerGradPenalty.apply(grad, logits, weight, num_real, norm, float(target))
+    return value
 
 
 class _EagerGradPenalty(torch.autograd.Function):
@@ -73,31 +76,102 @@ class _EagerGradPenalty(torch.autograd.Function):
     When the backward itself is recorded (create_graph=True) it goes through
     the dispatcher, so the backward op's registered autograd gives the double
     backward.
+
+    torch.func: ``setup_context`` (forward takes no ctx), a forward-mode ``jvp``
+    and ``generate_vmap_rule`` (the ops' batching rules are in fastreg.op_vmap),
+    so grad, vmap, jvp, jacrev, jacfwd and hessian work as on the reference.
     """
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, grad, logits, weight, num_real, norm, target):
+    def forward(grad, logits, weight, num_real, norm, target):
         with torch._C._AutoDispatchBelowAutograd():
-            value, row_norms = torch.ops.fastreg.grad_penalty(grad, logits, weight, num_real, norm, target)
-        ctx.save_for_backward(grad, logits, row_norms)
-        ctx.penalty_args = (weight, num_real, norm, target)
-        return value
+            return torch.ops.fastreg.grad_penalty(grad, logits, weight, num_real, norm, target)
 
     @staticmethod
-    def backward(ctx, grad_value):
-        # Recorded (create_graph=True): through the dispatcher, for the double backward.
-        return _penalty_input_grads(ctx, grad_value, below_autograd=not torch.is_grad_enabled())
+    def setup_context(ctx, inputs, output):
+        _setup_grad_penalty(ctx, inputs, output)
+        ctx.save_for_forward(inputs[0], inputs[1], output[1])
+
+    @staticmethod
+    def backward(ctx, grad_value, _grad_row_norms):
+        # Recorded (create_graph=True, or under torch.func): the backward's own Function, for the double backward.
+        recorded = torch.is_grad_enabled() or torch._C._are_functorch_transforms_active()
+        return _penalty_input_grads(ctx, grad_value, _EagerGradPenaltyBackward.apply if recorded else None)
+
+    @staticmethod
+    def jvp(ctx, grad_dot, logits_dot, *_):
+        r"""d value = \sum_i <dvalue/dg_i, dg_i> + dvalue/dv_i dv_i, from the backward op at grad_value = 1."""
+        grad, logits, row_norms = ctx.saved_tensors
+        one = torch.ones((), dtype=grad.dtype, device=grad.device)
+        d_grad, d_logits = _EagerGradPenaltyBackward.apply(one, grad, logits, row_norms, *ctx.penalty_args)
+        acc = row_norms.dtype
+        value_dot = torch.zeros((), dtype=acc, device=grad.device)
+        if grad_dot is not None:
+            value_dot = value_dot + (d_grad.to(acc) * grad_dot.to(acc)).sum()
+        if logits is not None and logits_dot is not None:
+            value_dot = value_dot + (d_logits.to(acc) * logits_dot.to(acc)).sum()
+        return value_dot.to(grad.dtype), None
 
 
-def _penalty_input_grads(ctx, grad_value, below_autograd):
-    """Gradients w.r.t. grad_penalty's six inputs from what the forward saved."""
+class _EagerGradPenaltyBackward(torch.autograd.Function):
+    """grad_penalty_backward as an eager autograd Function: the double backward of _EagerGradPenalty and
+    its torch.func transforms (the torch.library autograd of the op, which torch.compile uses, does not
+    support torch.func). Backward: _grad_penalty_backward_vjp; jvp below; vmap from fastreg.op_vmap.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(grad_value, grad, logits, row_norms, weight, num_real, norm, target):
+        with torch._C._AutoDispatchBelowAutograd():
+            return torch.ops.fastreg.grad_penalty_backward(grad_value, grad, logits, row_norms, weight, num_real,
+                                                           norm, target)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _setup_grad_penalty_backward(ctx, inputs, output)
+        ctx.save_for_forward(*inputs[:3])
+        ctx.row_norms = inputs[3]
+
+    @staticmethod
+    def backward(ctx, grad_grad_cot, grad_logits_cot):
+        return _grad_penalty_backward_vjp(ctx, grad_grad_cot, grad_logits_cot)
+
+    @staticmethod
+    def jvp(ctx, value_dot, grad_dot, logits_dot, *_):
+        r"""The op is :math:`(\bar y, g, v) \mapsto \bar y\,\nabla f(g, v)`; its Jacobian in (g, v) is
+        :math:`\bar y` times the symmetric Hessian of f, so the tangent is
+        :math:`\dot{\bar y}\,\nabla f` plus the op's VJP taken at the cotangents (dg, dv)."""
+        grad_value, grad, logits = ctx.saved_tensors
+        as_vjp = types.SimpleNamespace(saved_tensors=(grad_value, grad, logits), penalty_args=ctx.penalty_args,
+                                       needs_input_grad=(False, True, logits is not None) + (False,) * 5)
+        _, d_grad_dot, d_logits_dot, *_ = _grad_penalty_backward_vjp(as_vjp, grad_dot, logits_dot)
+        if logits is None:
+            d_logits_dot = grad.new_zeros((0,))
+        if value_dot is not None:
+            one = torch.ones_like(grad_value)
+            d_grad_1, d_logits_1 = _EagerGradPenaltyBackward.apply(one, grad, logits, ctx.row_norms,
+                                                                   *ctx.penalty_args)
+            d_grad_dot = d_grad_dot + value_dot.reshape(()) * d_grad_1
+            d_logits_dot = d_logits_dot + value_dot.reshape(()) * d_logits_1
+        return d_grad_dot, d_logits_dot
+
+
+def _penalty_input_grads(ctx, grad_value, backward_op=None):
+    """Gradients w.r.t. grad_penalty's six inputs from what the forward saved.
+
+    ``backward_op`` records the backward (the eager Function, or the dispatcher op for torch.compile);
+    None runs the kernel below autograd (nothing to record).
+    """
     grad, logits, row_norms = ctx.saved_tensors
     args = (grad_value, grad, logits, row_norms, *ctx.penalty_args)
-    if below_autograd:
+    if backward_op is None:
         with torch._C._AutoDispatchBelowAutograd():
             d_grad, d_logits = torch.ops.fastreg.grad_penalty_backward(*args)
     else:
-        d_grad, d_logits = torch.ops.fastreg.grad_penalty_backward(*args)
+        d_grad, d_logits = backward_op(*args)
     return (d_grad if ctx.needs_input_grad[0] else None,
             d_logits if logits is not None and ctx.needs_input_grad[1] else None,
             None, None, None, None)
@@ -146,7 +220,7 @@ def gaussian_noise(x: torch.Tensor, sigma, generator: torch.Generator | None = N
         return reference.gaussian_noise(x, scale if sigma_rows is None else sigma_rows, generator)
     if torch.compiler.is_compiling():
         return torch.ops.fastreg.gaussian_noise(x, sigma_rows, scale, generator)
-    if x.requires_grad and torch.is_grad_enabled():
+    if _differentiated(x):
         return _EagerGaussianNoise.apply(x, sigma_rows, scale, generator)
     with torch._C._AutoDispatchBelowAutograd():
         return torch.ops.fastreg.gaussian_noise(x, sigma_rows, scale, generator)
@@ -189,41 +263,79 @@ def random_interpolate(x_real: torch.Tensor, x_fake: torch.Tensor,
     if torch.compiler.is_compiling():
         out, _ = torch.ops.fastreg.random_interpolate(x_real, x_fake, generator)
         return out
-    if (x_real.requires_grad or x_fake.requires_grad) and torch.is_grad_enabled():
-        return _EagerRandomInterpolate.apply(x_real, x_fake, generator)
+    if _differentiated(x_real, x_fake):
+        out, _ = _EagerRandomInterpolate.apply(x_real, x_fake, generator)
+        return out
     with torch._C._AutoDispatchBelowAutograd():
         out, _ = torch.ops.fastreg.random_interpolate(x_real, x_fake, generator)
     return out
 
 
+def _differentiated(*tensors: torch.Tensor) -> bool:
+    """Whether a call must go through the eager autograd Function: reverse mode is recording one of
+    ``tensors``, or a torch.func transform or a forward-mode AD level is active (a tensor of theirs
+    need not report requires_grad, and the raw op would drop its tangent)."""
+    return ((torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+            or torch._C._are_functorch_transforms_active() or torch.autograd.forward_ad._current_level >= 0)
+
+
 class _EagerGaussianNoise(torch.autograd.Function):
-    """Eager autograd for gaussian_noise with the least Python on the path (see _EagerGradPenalty)."""
+    """Eager autograd for gaussian_noise with the least Python on the path (see _EagerGradPenalty).
+
+    torch.func: the jvp is the identity on x's tangent; under vmap each slice draws its own noise
+    (fastreg.op_vmap: randomness="different" only).
+    """
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x, sigma_rows, sigma, generator):
+    def forward(x, sigma_rows, sigma, generator):
         with torch._C._AutoDispatchBelowAutograd():
             return torch.ops.fastreg.gaussian_noise(x, sigma_rows, sigma, generator)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
 
     @staticmethod
     def backward(ctx, grad_out):
         return grad_out, None, None, None
 
+    @staticmethod
+    def jvp(ctx, x_dot, *_):
+        return x_dot.clone(memory_format=torch.contiguous_format)
+
 
 class _EagerRandomInterpolate(torch.autograd.Function):
-    """Eager autograd for random_interpolate; saves eps for the backward (see _EagerGradPenalty)."""
+    """Eager autograd for random_interpolate; saves eps for the backward and the jvp (see _EagerGradPenalty)."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x_real, x_fake, generator):
+    def forward(x_real, x_fake, generator):
         with torch._C._AutoDispatchBelowAutograd():
-            out, eps = torch.ops.fastreg.random_interpolate(x_real, x_fake, generator)
-        ctx.save_for_backward(eps)
-        return out
+            return torch.ops.fastreg.random_interpolate(x_real, x_fake, generator)
 
     @staticmethod
-    def backward(ctx, grad_out):
+    def setup_context(ctx, inputs, output):
+        _setup_random_interpolate(ctx, inputs, output)
+        ctx.save_for_forward(output[1])
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_eps):
+        return _random_interpolate_vjp(ctx, grad_out, _grad_eps)
+
+    @staticmethod
+    def jvp(ctx, real_dot, fake_dot, _generator_dot):
+        r"""d\hat x_i = eps_i dx_{r,i} + (1 - eps_i) dx_{f,i} (a tangent that is None counts as 0)."""
         (eps,) = ctx.saved_tensors
-        d_real, d_fake = _interpolate_grads(grad_out, eps, ctx.needs_input_grad[:2])
-        return d_real, d_fake, None
+        terms = []
+        if real_dot is not None:
+            terms.append(_interpolate_grads(real_dot, eps, (True, False))[0])
+        if fake_dot is not None:
+            terms.append(_interpolate_grads(fake_dot, eps, (False, True))[1])
+        out_dot = terms[0] if len(terms) == 1 else terms[0] + terms[1]
+        return out_dot.contiguous(), None
 
 
 def _interpolate_grads(grad_out: torch.Tensor, eps: torch.Tensor, needs: tuple[bool, bool]):
@@ -278,7 +390,7 @@ def _setup_grad_penalty(ctx, inputs, output):
 
 def _grad_penalty_vjp(ctx, grad_value, _grad_row_norms):
     # row_norms is marked non-differentiable, so its cotangent is never used.
-    return _penalty_input_grads(ctx, grad_value, below_autograd=False)
+    return _penalty_input_grads(ctx, grad_value, torch.ops.fastreg.grad_penalty_backward)
 
 
 def _setup_grad_penalty_backward(ctx, inputs, output):
@@ -410,6 +522,7 @@ def _register() -> None:
     torch.library.register_autograd("fastreg::gaussian_noise", _gaussian_noise_vjp)
     torch.library.register_autograd("fastreg::random_interpolate", _random_interpolate_vjp,
                                     setup_context=_setup_random_interpolate)
+    op_vmap.register()
 
 
 if extension_loaded():
