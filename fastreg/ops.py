@@ -13,7 +13,7 @@ import types
 
 import torch
 
-from . import op_vmap, reference
+from . import op_order, op_vmap, reference
 from .backend import extension_loaded, use_native
 from .divergences import get_divergence
 from .penalty_args import check_grad_penalty_backward_inputs, check_grad_penalty_inputs, parse_weight
@@ -367,6 +367,7 @@ def _grad_penalty_backward_fake(grad_value, grad, logits, row_norms, weight, num
 
 
 def _gaussian_noise_fake(x, sigma_rows, sigma, generator=None):
+    op_order.install_inductor_lowerings_if_loaded()  # traced for torch.compile: keep program order
     check_noise_input(x)
     check_scalar_sigma(sigma)
     if sigma_rows is not None:
@@ -375,6 +376,7 @@ def _gaussian_noise_fake(x, sigma_rows, sigma, generator=None):
 
 
 def _random_interpolate_fake(x_real, x_fake, generator=None):
+    op_order.install_inductor_lowerings_if_loaded()
     check_interpolate_inputs(x_real, x_fake)
     return x_real.new_empty(x_real.shape), x_real.new_empty((x_real.shape[0],), dtype=accumulate_dtype(x_real.dtype))
 
@@ -523,6 +525,8 @@ def _register() -> None:
     torch.library.register_autograd("fastreg::random_interpolate", _random_interpolate_vjp,
                                     setup_context=_setup_random_interpolate)
     op_vmap.register()
+    op_order.register_effects()
+    op_order.install_inductor_lowerings_if_loaded()
 
 
 if extension_loaded():
