@@ -227,6 +227,7 @@ def test_torch_compile_fullgraph_cpu_matches_eager():
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.slow  # two inductor compilations without the cache: about 15 s each on 2 cores
 @pytest.mark.parametrize("requires_grad", [False, True], ids=["inference", "training"])
 def test_torch_compile_keeps_program_order_of_independent_random_ops(requires_grad):
     """gaussian_noise(a), then random_interpolate(b, c), on unrelated inputs: inductor ran the interpolation
