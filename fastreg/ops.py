@@ -2,19 +2,20 @@
 
 The ops live in the PyTorch dispatcher as ``torch.ops.fastreg.*`` (schemas in
 ``csrc/fastreg.cpp``; CPU kernels in ``csrc/cpu/``, CUDA kernels in
-``csrc/cuda/``). This module registers their fake (meta) kernels and autograd
-formulas, so they run in eager mode, under ``torch.compile`` and inside
-``autograd.grad(create_graph=True)`` graphs, and exposes the public wrappers.
+``csrc/cuda/``). This module registers their fake (meta) kernels, autograd
+formulas (fastreg.op_autograd), batching rules (fastreg.op_vmap) and effects
+(fastreg.op_order), so they run in eager mode, under ``torch.compile``, under
+torch.func transforms and inside ``autograd.grad(create_graph=True)`` graphs,
+and exposes the public wrappers.
 """
 
 from __future__ import annotations
 
 import torch
 
-from . import reference
+from . import op_autograd, op_order, op_vmap, reference
 from .backend import extension_loaded, use_native
-from .divergences import get_divergence
-from .penalty_args import check_grad_penalty_inputs, parse_weight
+from .penalty_args import check_grad_penalty_backward_inputs, check_grad_penalty_inputs
 from .random_op_args import (accumulate_dtype, check_generator, check_interpolate_inputs, check_noise_input,
                              check_scalar_sigma, check_sigma_rows, check_sigma_values, noise_scale_args)
 
@@ -64,48 +65,8 @@ def grad_penalty(grad: torch.Tensor, logits: torch.Tensor | None = None, *, weig
     if torch.compiler.is_compiling():
         value, _ = torch.ops.fastreg.grad_penalty(grad, logits, weight, num_real, norm, float(target))
         return value
-    return _EagerGradPenalty.apply(grad, logits, weight, num_real, norm, float(target))
-
-
-class _EagerGradPenalty(torch.autograd.Function):
-    """Eager-mode autograd for grad_penalty with the least Python on the path.
-
-    Same kernels and formulas as the registration below (which torch.compile
-    and direct ``torch.ops.fastreg.grad_penalty`` calls use), but the kernels
-    are called below the Autograd dispatch key, skipping the generic Python
-    autograd wrapper that torch.library adds on every call (about 100 us per
-    forward+backward on a CPU, as much as the kernels themselves at 128x3x32x32).
-    When the backward itself is recorded (create_graph=True) it goes through
-    the dispatcher, so the backward op's registered autograd gives the double
-    backward.
-    """
-
-    @staticmethod
-    def forward(ctx, grad, logits, weight, num_real, norm, target):
-        with torch._C._AutoDispatchBelowAutograd():
-            value, row_norms = torch.ops.fastreg.grad_penalty(grad, logits, weight, num_real, norm, target)
-        ctx.save_for_backward(grad, logits, row_norms)
-        ctx.penalty_args = (weight, num_real, norm, target)
-        return value
-
-    @staticmethod
-    def backward(ctx, grad_value):
-        # Recorded (create_graph=True): through the dispatcher, for the double backward.
-        return _penalty_input_grads(ctx, grad_value, below_autograd=not torch.is_grad_enabled())
-
-
-def _penalty_input_grads(ctx, grad_value, below_autograd):
-    """Gradients w.r.t. grad_penalty's six inputs from what the forward saved."""
-    grad, logits, row_norms = ctx.saved_tensors
-    args = (grad_value, grad, logits, row_norms, *ctx.penalty_args)
-    if below_autograd:
-        with torch._C._AutoDispatchBelowAutograd():
-            d_grad, d_logits = torch.ops.fastreg.grad_penalty_backward(*args)
-    else:
-        d_grad, d_logits = torch.ops.fastreg.grad_penalty_backward(*args)
-    return (d_grad if ctx.needs_input_grad[0] else None,
-            d_logits if logits is not None and ctx.needs_input_grad[1] else None,
-            None, None, None, None)
+    value, _ = op_autograd.EagerGradPenalty.apply(grad, logits, weight, num_real, norm, float(target))
+    return value
 
 
 def gaussian_noise(x: torch.Tensor, sigma, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -151,8 +112,8 @@ def gaussian_noise(x: torch.Tensor, sigma, generator: torch.Generator | None = N
         return reference.gaussian_noise(x, scale if sigma_rows is None else sigma_rows, generator)
     if torch.compiler.is_compiling():
         return torch.ops.fastreg.gaussian_noise(x, sigma_rows, scale, generator)
-    if x.requires_grad and torch.is_grad_enabled():
-        return _EagerGaussianNoise.apply(x, sigma_rows, scale, generator)
+    if op_autograd.differentiated(x):
+        return op_autograd.EagerGaussianNoise.apply(x, sigma_rows, scale, generator)
     with torch._C._AutoDispatchBelowAutograd():
         return torch.ops.fastreg.gaussian_noise(x, sigma_rows, scale, generator)
 
@@ -194,49 +155,12 @@ def random_interpolate(x_real: torch.Tensor, x_fake: torch.Tensor,
     if torch.compiler.is_compiling():
         out, _ = torch.ops.fastreg.random_interpolate(x_real, x_fake, generator)
         return out
-    if (x_real.requires_grad or x_fake.requires_grad) and torch.is_grad_enabled():
-        return _EagerRandomInterpolate.apply(x_real, x_fake, generator)
+    if op_autograd.differentiated(x_real, x_fake):
+        out, _ = op_autograd.EagerRandomInterpolate.apply(x_real, x_fake, generator)
+        return out
     with torch._C._AutoDispatchBelowAutograd():
         out, _ = torch.ops.fastreg.random_interpolate(x_real, x_fake, generator)
     return out
-
-
-class _EagerGaussianNoise(torch.autograd.Function):
-    """Eager autograd for gaussian_noise with the least Python on the path (see _EagerGradPenalty)."""
-
-    @staticmethod
-    def forward(ctx, x, sigma_rows, sigma, generator):
-        with torch._C._AutoDispatchBelowAutograd():
-            return torch.ops.fastreg.gaussian_noise(x, sigma_rows, sigma, generator)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        return grad_out, None, None, None
-
-
-class _EagerRandomInterpolate(torch.autograd.Function):
-    """Eager autograd for random_interpolate; saves eps for the backward (see _EagerGradPenalty)."""
-
-    @staticmethod
-    def forward(ctx, x_real, x_fake, generator):
-        with torch._C._AutoDispatchBelowAutograd():
-            out, eps = torch.ops.fastreg.random_interpolate(x_real, x_fake, generator)
-        ctx.save_for_backward(eps)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        (eps,) = ctx.saved_tensors
-        d_real, d_fake = _interpolate_grads(grad_out, eps, ctx.needs_input_grad[:2])
-        return d_real, d_fake, None
-
-
-def _interpolate_grads(grad_out: torch.Tensor, eps: torch.Tensor, needs: tuple[bool, bool]):
-    """(eps_i g_i, (1 - eps_i) g_i) in g's dtype, each only where needed; differentiable w.r.t. g."""
-    eps_rows = eps.reshape((grad_out.shape[0],) + (1,) * (grad_out.dim() - 1))
-    d_real = (grad_out * eps_rows).to(grad_out.dtype) if needs[0] else None
-    d_fake = (grad_out * (1 - eps_rows)).to(grad_out.dtype) if needs[1] else None
-    return d_real, d_fake
 
 
 # --- fake (meta) kernels -----------------------------------------------------------------------
@@ -253,11 +177,14 @@ def _grad_penalty_fake(grad, logits, weight="one", num_real=0, norm="sq", target
 
 
 def _grad_penalty_backward_fake(grad_value, grad, logits, row_norms, weight, num_real, norm, target):
+    # Also the Meta kernel: a meta tensor among CPU ones dispatches here, so the devices are checked too.
+    check_grad_penalty_backward_inputs(grad_value, grad, logits, row_norms, weight, num_real, norm, target)
     grad_logits = torch.empty_like(logits) if logits is not None else grad.new_empty((0,))
     return torch.empty_like(grad, memory_format=torch.contiguous_format), grad_logits
 
 
 def _gaussian_noise_fake(x, sigma_rows, sigma, generator=None):
+    op_order.install_inductor_lowerings_if_loaded()  # traced for torch.compile: keep program order
     check_noise_input(x)
     check_scalar_sigma(sigma)
     if sigma_rows is not None:
@@ -266,153 +193,20 @@ def _gaussian_noise_fake(x, sigma_rows, sigma, generator=None):
 
 
 def _random_interpolate_fake(x_real, x_fake, generator=None):
+    op_order.install_inductor_lowerings_if_loaded()
     check_interpolate_inputs(x_real, x_fake)
     return x_real.new_empty(x_real.shape), x_real.new_empty((x_real.shape[0],), dtype=accumulate_dtype(x_real.dtype))
-
-
-# --- autograd ----------------------------------------------------------------------------------
-
-def _setup_grad_penalty(ctx, inputs, output):
-    grad, logits, weight, num_real, norm, target = inputs
-    ctx.mark_non_differentiable(output[1])
-    ctx.save_for_backward(grad, logits, output[1])
-    ctx.penalty_args = (weight, num_real, norm, target)
-
-
-def _grad_penalty_vjp(ctx, grad_value, _grad_row_norms):
-    # row_norms is marked non-differentiable, so its cotangent is never used.
-    return _penalty_input_grads(ctx, grad_value, below_autograd=False)
-
-
-def _setup_grad_penalty_backward(ctx, inputs, output):
-    grad_value, grad, logits, _row_norms, weight, num_real, norm, target = inputs
-    ctx.save_for_backward(grad_value, grad, logits)
-    ctx.penalty_args = (weight, num_real, norm, target)
-
-
-def _norm_terms(sum_sq: torch.Tensor, norm: str, target: float):
-    """Per row (h(n), a = h'(n)/n, (da/dn)/n, flat, uncurved) from sum_sq = n^2.
-
-    The first three are differentiable tensors. At n = 0 the gp forms take a = da/dn = 0 (the
-    subgradient the kernels use); the masks keep inf/NaN out of every derivative there. ``flat``
-    marks the rows where h is locally constant in g (the gp forms at n = 0, the one-sided form at or
-    below its target), ``uncurved`` those where da/dn vanishes identically (always for sq): the
-    terms these zeros multiply are exactly 0, as the kernels' (``csrc/common/penalty_backward.h``).
-    """
-    zeros = torch.zeros_like(sum_sq)
-    if norm == "sq":
-        never = torch.zeros_like(sum_sq, dtype=torch.bool)
-        return sum_sq, zeros + 2, zeros, never, ~never
-    nonzero = sum_sq != 0  # NaN counts as nonzero: it propagates
-    root = torch.sqrt(torch.where(nonzero, sum_sq, torch.ones_like(sum_sq)))  # n, or 1 where n = 0
-    excess = torch.where(nonzero, root, zeros) - target
-    if norm == "gp_one_sided":
-        flat = ~nonzero | (excess <= 0)
-        excess = torch.nn.functional.relu(excess)
-        curved = ~flat
-    else:
-        flat = ~nonzero
-        curved = nonzero
-    a = torch.where(nonzero, 2 * excess / root, zeros)
-    a_over_n = torch.where(curved, 2 * target / (root * root * root), zeros)
-    return excess * excess, a, a_over_n, flat, ~curved
-
-
-def _weight_terms(logits, weight: str, num_real: int, rows: int, like: torch.Tensor):
-    """(w, w', w'', constant) per row: differentiable tensors, and whether w does not depend on v."""
-    kind, div = parse_weight(weight)
-    if kind == "one":
-        ones = like.new_ones(rows)
-        return ones, ones * 0, ones * 0, True
-    if kind == "f":
-        d = get_divergence(div)
-        constant = div in CONSTANT_WEIGHT_DIVERGENCES
-        return d.weight(logits), d.weight_slope(logits), d.weight_curvature(logits), constant
-    s, c = torch.sigmoid(logits), torch.sigmoid(-logits)
-    is_real = torch.arange(rows, device=logits.device) < num_real
-    w = torch.where(is_real, c * c, s * s)
-    dw = torch.where(is_real, -2 * s * c * c, 2 * s * s * c)
-    d2w = torch.where(is_real, -2 * s * c * c * (1 - 3 * s), 2 * s * s * c * (2 - 3 * s))
-    return w, dw, d2w, False
-
-
-CONSTANT_WEIGHT_DIVERGENCES = ("reverse_kl", "pearson")  # w_f(v) = 1 and 1/2: w' = w'' = 0 identically
-
-
-def _unless(zero, x: torch.Tensor) -> torch.Tensor:
-    """x, with exact zeros where ``zero`` (a bool, or a mask broadcastable to x) holds."""
-    if isinstance(zero, bool):
-        return torch.zeros_like(x) if zero else x
-    return torch.where(zero, torch.zeros_like(x), x)
-
-
-def _grad_penalty_backward_vjp(ctx, grad_grad_cot, grad_logits_cot):
-    r"""VJP of the backward op, written with differentiable PyTorch ops.
-
-    With :math:`c = \bar y/B`, :math:`a = h'(n)/n`, :math:`P_i = \langle g_i, G_i\rangle`
-    (G, V the cotangents of d_grad and d_logits), the backward computes
-    :math:`dg_i = c\,w_i a_i g_i`, :math:`dv_i = c\,w'_i h_i`, so
-
-    - :math:`\partial/\partial \bar y = \frac1B\sum_i (w_i a_i P_i + w'_i h_i V_i)`
-    - :math:`\partial/\partial g_i = c\,w_i a_i G_i + c\,(w_i \tfrac{a'_i}{n_i} P_i + w'_i a_i V_i)\,g_i`
-    - :math:`\partial/\partial v_i = c\,(w'_i a_i P_i + w''_i h_i V_i)`.
-
-    A term with a factor that vanishes identically (a where h is flat, a' where it is uncurved,
-    w' and w'' for constant weights) is exactly 0, even where its other factors are inf or NaN.
-    """
-    grad_value, grad, logits = ctx.saved_tensors
-    weight, num_real, norm, target = ctx.penalty_args
-    rows = grad.shape[0]
-    g = grad.reshape(rows, -1)
-    sum_sq = (g * g).sum(dim=1)
-    h, a, a_over_n, flat, uncurved = _norm_terms(sum_sq, norm, target)
-    w, dw, d2w, constant = _weight_terms(logits, weight, num_real, rows, g)
-    c = grad_value.reshape(()) / rows
-    G = grad_grad_cot.reshape(rows, -1) if grad_grad_cot is not None else torch.zeros_like(g)
-    V = grad_logits_cot if grad_logits_cot is not None and logits is not None else torch.zeros_like(sum_sq)
-    P = (g * G).sum(dim=1)
-    d_value = ((_unless(flat, w * a * P) + _unless(constant, dw * h * V)).sum() / rows).reshape(grad_value.shape)
-    d_grad = (_unless(flat[:, None], (c * w * a)[:, None] * G)
-              + _unless(uncurved[:, None], (c * w * a_over_n * P)[:, None] * g)
-              + _unless(flat[:, None] | constant, (c * dw * a * V)[:, None] * g)).reshape(grad.shape)
-    d_logits = None
-    if logits is not None:
-        d_logits = c * (_unless(flat | constant, dw * a * P) + _unless(constant, d2w * h * V))
-    needs = ctx.needs_input_grad
-    return (d_value if needs[0] else None, d_grad if needs[1] else None,
-            d_logits if needs[2] else None, None, None, None, None, None)
-
-
-def _gaussian_noise_vjp(ctx, grad_out):
-    if ctx.needs_input_grad[1]:
-        raise ValueError("gaussian_noise: the gradient w.r.t. sigma is not provided; pass sigma.detach()")
-    return grad_out, None, None, None
-
-
-def _setup_random_interpolate(ctx, inputs, output):
-    _out, eps = output
-    ctx.mark_non_differentiable(eps)
-    ctx.save_for_backward(eps)
-
-
-def _random_interpolate_vjp(ctx, grad_out, _grad_eps):
-    # eps is marked non-differentiable, so its cotangent is never used.
-    (eps,) = ctx.saved_tensors
-    d_real, d_fake = _interpolate_grads(grad_out, eps, ctx.needs_input_grad[:2])
-    return d_real, d_fake, None
 
 
 def _register() -> None:
     torch.library.register_fake("fastreg::grad_penalty", _grad_penalty_fake)
     torch.library.register_fake("fastreg::grad_penalty_backward", _grad_penalty_backward_fake)
-    torch.library.register_autograd("fastreg::grad_penalty", _grad_penalty_vjp, setup_context=_setup_grad_penalty)
-    torch.library.register_autograd("fastreg::grad_penalty_backward", _grad_penalty_backward_vjp,
-                                    setup_context=_setup_grad_penalty_backward)
     torch.library.register_fake("fastreg::gaussian_noise", _gaussian_noise_fake)
     torch.library.register_fake("fastreg::random_interpolate", _random_interpolate_fake)
-    torch.library.register_autograd("fastreg::gaussian_noise", _gaussian_noise_vjp)
-    torch.library.register_autograd("fastreg::random_interpolate", _random_interpolate_vjp,
-                                    setup_context=_setup_random_interpolate)
+    op_autograd.register()
+    op_vmap.register()
+    op_order.register_effects()
+    op_order.install_inductor_lowerings_if_loaded()
 
 
 if extension_loaded():

@@ -52,3 +52,34 @@ def check_grad_penalty_inputs(grad: torch.Tensor, logits: torch.Tensor | None, w
             raise ValueError(f"grad_penalty: logits is on {logits.device} but grad is on {grad.device}")
         if logits.dtype != grad.dtype:
             raise ValueError(f"grad_penalty: logits has dtype {logits.dtype} but grad has dtype {grad.dtype}")
+
+
+def accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype grad_penalty accumulates (and returns row_norms) in: float64 for float64, else float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def check_grad_penalty_backward_inputs(grad_value: torch.Tensor, grad: torch.Tensor, logits: torch.Tensor | None,
+                                       row_norms: torch.Tensor, weight: str, num_real: int, norm: str,
+                                       target: float) -> None:
+    """Raise ValueError (naming the argument) unless grad_penalty_backward's inputs fit together.
+
+    Besides the forward's checks: grad_value is a one-element tensor and row_norms is ``[B]`` in the
+    accumulation dtype, both on grad's device (the C++ twin is ``check_grad_penalty_backward_args``).
+    """
+    check_grad_penalty_inputs(grad, logits, weight, num_real, norm, target)
+    rows = grad.shape[0]
+    if not isinstance(grad_value, torch.Tensor) or grad_value.numel() != 1:
+        shape = tuple(grad_value.shape) if isinstance(grad_value, torch.Tensor) else type(grad_value).__name__
+        raise ValueError(f"grad_penalty_backward: grad_value must be a scalar, got shape {shape}")
+    if grad_value.device != grad.device:
+        raise ValueError(f"grad_penalty_backward: grad_value is on {grad_value.device} but grad is on {grad.device}")
+    acc = accumulate_dtype(grad.dtype)
+    if (not isinstance(row_norms, torch.Tensor) or row_norms.dim() != 1 or row_norms.shape[0] != rows
+            or row_norms.dtype != acc):
+        got = (f"{tuple(row_norms.shape)} {row_norms.dtype}" if isinstance(row_norms, torch.Tensor)
+               else type(row_norms).__name__)
+        raise ValueError(f"grad_penalty_backward: row_norms must be [B] = [{rows}] in the accumulation dtype {acc}, "
+                         f"got {got}")
+    if row_norms.device != grad.device:
+        raise ValueError(f"grad_penalty_backward: row_norms is on {row_norms.device} but grad is on {grad.device}")

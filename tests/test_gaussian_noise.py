@@ -227,6 +227,35 @@ def test_torch_compile_fullgraph_cpu_matches_eager():
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.slow  # two inductor compilations without the cache: about 15 s each on 2 cores
+@pytest.mark.parametrize("requires_grad", [False, True], ids=["inference", "training"])
+def test_torch_compile_keeps_program_order_of_independent_random_ops(requires_grad):
+    """gaussian_noise(a), then random_interpolate(b, c), on unrelated inputs: inductor ran the interpolation
+    first (nothing in the data orders them, and the noise is needed later), so the compiled function drew
+    other numbers than eager under the same seed. The ops are ordered effectful now (fastreg/op_order.py)."""
+    torch._dynamo.reset()
+
+    def draws(a, b, c):
+        noisy = fastreg.gaussian_noise(a, 0.5)
+        mixed = fastreg.random_interpolate(b, c)
+        return (noisy * mixed.sum()).sum()
+
+    a, b, c = (torch.randn(4, n, requires_grad=requires_grad) for n in (8, 3, 3))
+    with torch._inductor.config.patch(force_disable_caches=True):  # a cached graph would skip the lowering
+        compiled = torch.compile(draws, fullgraph=True)
+        torch.manual_seed(5)
+        loss_c = compiled(a, b, c)
+    torch.manual_seed(5)
+    loss_e = draws(a, b, c)
+    torch.testing.assert_close(loss_c, loss_e)  # swapped draws give an unrelated number
+    if requires_grad:
+        for g_c, g_e in zip(torch.autograd.grad(loss_c, (a, b, c)), torch.autograd.grad(loss_e, (a, b, c))):
+            torch.testing.assert_close(g_c, g_e)
+    torch.manual_seed(5)  # and the draws themselves, in eager order
+    noisy, mixed = fastreg.gaussian_noise(a, 0.5), fastreg.random_interpolate(b, c)
+    torch.testing.assert_close(loss_c, (noisy * mixed.sum()).sum())
+
+
 def test_reference_backend_applies_sigma_per_row():
     fastreg.set_backend("reference")
     sigma = torch.tensor([0.0, 2.0, 1.0])

@@ -83,6 +83,39 @@ def test_float32_large_rows_accumulate_accurately():
     torch.testing.assert_close(value.double(), want, rtol=1e-5, atol=0)
 
 
+# Rows as long as a 3x1024x1024 (and, slow, 3x2048x2048) image. One float32 chain over such a row lost
+# up to 1e-2 of the value; torch.sum (the reference) stays within a few 1e-7, and so must the kernels.
+LONG_ROWS = [(2, 3, 1024, 1024), pytest.param((2, 3, 2048, 2048), marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", LONG_ROWS, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("fill", ["third", "randn"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+def test_long_rows_stay_near_the_reference_error(dtype, fill, shape, device):
+    torch.manual_seed(0)
+    g = torch.full(shape, 1 / 3) if fill == "third" else torch.randn(shape)  # a constant is the worst case
+    g = (g / 64 if dtype == torch.float16 else g).to(device=device, dtype=dtype)  # a float16 value up to 6.5e4
+    exact = reference.grad_penalty(g.double(), norm="sq").item()
+    assert abs(reference.grad_penalty(g.float(), norm="sq").item() - exact) / exact < 1e-6  # the reference's own
+    value, row_norms = torch.ops.fastreg.grad_penalty(g, None, "one", 0, "sq", 1.0)
+    exact_norms = torch.linalg.vector_norm(g.double().flatten(1), dim=1)
+    assert ((row_norms.double() - exact_norms).abs() / exact_norms).max().item() < 1e-6  # float32 for both dtypes
+    rounding = 1e-6 if dtype == torch.float32 else 2.0**-11  # float16: the value's own rounding (unit roundoff)
+    assert abs(value.item() - exact) / exact < rounding
+    gp = fastreg.grad_penalty(g, norm="gp", target=1.0).item()
+    exact_gp = reference.grad_penalty(g.double(), norm="gp", target=1.0).item()
+    assert abs(gp - exact_gp) / exact_gp < 2 * rounding
+
+
+def test_long_batches_of_rows_sum_accurately():
+    """Many rows: the sum over rows must not grow the float32 error either."""
+    g = torch.full((1 << 17, 4), 0.3)
+    value = fastreg.grad_penalty(g, weight="one", norm="sq").item()
+    exact = reference.grad_penalty(g.double()).item()
+    assert abs(value - exact) / exact < 1e-6
+
+
 def test_hand_computed_values():
     g = torch.tensor([[3.0, 4.0], [0.0, 0.0]], dtype=torch.float64)
     v = torch.zeros(2, dtype=torch.float64)
@@ -223,6 +256,24 @@ def test_raw_op_rejects_bad_input(kwargs, word):
     with pytest.raises(ValueError, match=word):
         torch.ops.fastreg.grad_penalty(grad, logits, kwargs.get("weight", "one"), kwargs.get("num_real", 0),
                                        kwargs.get("norm", "sq"), 1.0)
+
+
+@pytest.mark.parametrize("meta_input", ["grad_value", "grad", "logits", "row_norms"])
+def test_backward_op_with_one_meta_input_raises(meta_input):
+    """A meta tensor among CPU ones dispatches to the meta kernel, which returned uninitialized CPU memory."""
+    g, v = torch.randn(4, 5), torch.randn(4)
+    _, row_norms = torch.ops.fastreg.grad_penalty(g, v, "roth_js", 2, "sq", 1.0)
+    args = dict(grad_value=torch.ones(()), grad=g, logits=v, row_norms=row_norms)
+    args[meta_input] = args[meta_input].to("meta")
+    with pytest.raises(ValueError, match=r"is on (meta but grad is on cpu|cpu but grad is on meta)"):
+        torch.ops.fastreg.grad_penalty_backward(*args.values(), "roth_js", 2, "sq", 1.0)
+
+
+def test_backward_op_rejects_bad_row_norms():
+    g = torch.randn(4, 5)
+    for row_norms in (torch.ones(3), torch.ones(4, dtype=torch.float64)):
+        with pytest.raises(ValueError, match=r"row_norms must be \[B\] = \[4\] in the accumulation dtype"):
+            torch.ops.fastreg.grad_penalty_backward(torch.ones(()), g, None, row_norms, "one", 0, "sq", 1.0)
 
 
 @pytest.mark.cuda

@@ -80,4 +80,21 @@ inline at::ScalarType accumulate_type(at::ScalarType t) {
   return t == at::kDouble ? at::kDouble : at::kFloat;
 }
 
+// Validates the backward's own inputs (after check_grad_penalty_args): grad_value a one-element tensor and
+// row_norms [B] in the accumulation dtype, both on grad's device (a meta or other-device tensor among CPU
+// ones would otherwise be read as host memory or select the wrong kernel).
+inline void check_grad_penalty_backward_args(const at::Tensor& grad_value, const at::Tensor& grad,
+                                             const at::Tensor& row_norms, int64_t rows) {
+  TORCH_CHECK_VALUE(grad_value.numel() == 1, "grad_penalty_backward: grad_value must be a scalar, got shape ",
+                    grad_value.sizes());
+  TORCH_CHECK_VALUE(grad_value.device() == grad.device(), "grad_penalty_backward: grad_value is on ",
+                    grad_value.device(), " but grad is on ", grad.device());
+  TORCH_CHECK_VALUE(row_norms.dim() == 1 && row_norms.size(0) == rows &&
+                        row_norms.scalar_type() == accumulate_type(grad.scalar_type()),
+                    "grad_penalty_backward: row_norms must be [B] = [", rows, "] in the accumulation dtype ",
+                    accumulate_type(grad.scalar_type()), ", got ", row_norms.sizes(), " ", row_norms.scalar_type());
+  TORCH_CHECK_VALUE(row_norms.device() == grad.device(), "grad_penalty_backward: row_norms is on ",
+                    row_norms.device(), " but grad is on ", grad.device());
+}
+
 }  // namespace fastreg

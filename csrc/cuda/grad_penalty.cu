@@ -2,8 +2,10 @@
 //
 // Forward, two launches on the current stream and no host sync:
 //   1. grid of (row, chunk) blocks: each block reduces sum g^2 over one chunk of
-//      one row (float accumulation, warp shuffles) into partial[row, chunk];
-//   2. one block: n_i = sqrt(sum_c partial[i, c]), value = (1/B) sum_i w_i h(n_i).
+//      at most kChunkElements of one row (float accumulation: 8 terms per thread,
+//      then a tree over warp shuffles) into partial[row, chunk];
+//   2. one block: n_i = sqrt(sum_c partial[i, c]), value = (1/B) sum_i w_i h(n_i),
+//      both sums in double, so the error does not grow with the row length.
 // No atomics, so the result is deterministic.
 // Backward, two launches: per-row coefficients (and d/dv), then d/dg_i =
 // coef_i * g_i over the same (row, chunk) grid. The weight and norm math comes
@@ -21,6 +23,7 @@
 
 #include "../common/grad_penalty_args.h"
 #include "../common/penalty_backward.h"
+#include "../common/sum_of_squares.h"
 
 namespace fastreg {
 namespace {
@@ -82,21 +85,24 @@ __global__ void partial_sum_of_squares_kernel(const scalar_t* __restrict__ g, in
   if (threadIdx.x == 0) partial[blockIdx.x] = acc;
 }
 
+// The chunk sums of a row and the rows' terms are added in double (wide_sum_t), so neither
+// the row length nor the batch size grows the float error (common/sum_of_squares.h).
 template <typename scalar_t, typename acc_t>
 __global__ void finalize_value_kernel(const acc_t* __restrict__ partial, int64_t chunks,
                                       const scalar_t* __restrict__ v, GradPenaltyArgs a, acc_t* __restrict__ norms,
                                       scalar_t* __restrict__ value) {
-  acc_t acc = 0;
+  wide_sum_t acc = 0;
   for (int64_t i = threadIdx.x; i < a.rows; i += blockDim.x) {
-    acc_t sum_sq = 0;
-    for (int64_t c = 0; c < chunks; ++c) sum_sq += partial[i * chunks + c];
+    wide_sum_t row_sum = 0;
+    for (int64_t c = 0; c < chunks; ++c) row_sum += static_cast<wide_sum_t>(partial[i * chunks + c]);
+    const acc_t sum_sq = static_cast<acc_t>(row_sum);
     const acc_t vi = v ? static_cast<acc_t>(v[i]) : acc_t(0);
     norms[i] = fr_sqrt(sum_sq);
-    acc += weight_and_slope<acc_t>(a.weight, vi, i < a.num_real).w *
-           norm_penalty<acc_t>(a.norm, sum_sq, static_cast<acc_t>(a.target));
+    acc += static_cast<wide_sum_t>(weight_and_slope<acc_t>(a.weight, vi, i < a.num_real).w *
+                                   norm_penalty<acc_t>(a.norm, sum_sq, static_cast<acc_t>(a.target)));
   }
   acc = block_sum(acc);
-  if (threadIdx.x == 0) *value = static_cast<scalar_t>(acc / static_cast<acc_t>(a.rows));
+  if (threadIdx.x == 0) *value = static_cast<scalar_t>(static_cast<acc_t>(acc / static_cast<wide_sum_t>(a.rows)));
 }
 
 template <typename scalar_t, typename acc_t>
@@ -168,13 +174,8 @@ std::tuple<at::Tensor, at::Tensor> grad_penalty_backward_cuda(
     const at::Tensor& grad_value, const at::Tensor& grad, const std::optional<at::Tensor>& logits,
     const at::Tensor& row_norms, std::string_view weight, int64_t num_real, std::string_view norm, double target) {
   const GradPenaltyArgs a = check_grad_penalty_args(grad, logits, weight, num_real, norm, target);
-  TORCH_CHECK_VALUE(grad_value.numel() == 1 && grad_value.device() == grad.device(),
-                    "grad_penalty_backward: grad_value must be a scalar on ", grad.device(), ", got shape ",
-                    grad_value.sizes(), " on ", grad_value.device());
+  check_grad_penalty_backward_args(grad_value, grad, row_norms, a.rows);
   const auto acc_type = accumulate_type(grad.scalar_type());
-  TORCH_CHECK_VALUE(row_norms.dim() == 1 && row_norms.size(0) == a.rows && row_norms.scalar_type() == acc_type &&
-                        row_norms.device() == grad.device(),
-                    "grad_penalty_backward: row_norms must be [B] in the accumulation dtype on grad's device");
   const c10::cuda::CUDAGuard guard(grad.device());
   const at::Tensor g = grad.contiguous();
   const at::Tensor v = contiguous_logits(logits);
