@@ -19,7 +19,7 @@ AMP_MODES = ("none", "bf16", "fp16")
 NOISE_SCHEDULES = ("constant", "linear", "exponential")
 NONFINITE_POLICIES = ("stop", "skip")
 COMPILE_MODES = ("none", "generator", "forward")
-LENS_VARIANTS = ("gan", "ns", "lsgan", "wgan-gp")  # DESIGN section 5 defines the lens loss for these
+LENS_VARIANTS = ("gan", "ns", "lsgan", "wgan-gp")  # docs/design.md section 5 defines the lens loss for these
 
 # Per-variant optimizer defaults (docs/design.md section 3).
 ADAM_DCGAN = {"optimizer": "adam", "lr_d": 2e-4, "lr_g": 2e-4, "betas": (0.5, 0.999), "n_critic": 1}
