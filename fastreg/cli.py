@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(train)
     demo = commands.add_parser("demo", help="unregularized vs Roth-regularized NS-GAN on digits and a 3-D toy",
                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    demo.add_argument("--out", default="runs/demo", help="folder of the demo's runs and report")
+    demo.add_argument("--out", default="runs/demo", help="folder of the demo's runs and report: new, empty, or an earlier "
+                      "demo's (which it replaces; it never deletes files it did not write)")
     demo.add_argument("--quick", action="store_true", help="a few steps of each run (a smoke test)")
     _add_evaluation_commands(commands)
     _add_experiment_command(commands)
@@ -79,10 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
-            from .demo import QUICK, DemoBudget, run_demo
+            from .demo import QUICK, DemoBudget, DemoOutputError, run_demo
 
             start = time.perf_counter()
-            report = run_demo(args.out, QUICK if args.quick else DemoBudget())
+            try:
+                report = run_demo(args.out, QUICK if args.quick else DemoBudget())
+            except DemoOutputError as exc:
+                print(f"fastreg demo: --out: {exc}", file=sys.stderr)
+                return 2
             print(f"fastreg demo: report written to {report} ({time.perf_counter() - start:.0f} s)")
         elif args.command == "experiment":
             return run_experiments(args)

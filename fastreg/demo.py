@@ -11,6 +11,7 @@ toy runs' Wasserstein distance and high-quality fraction) and a table.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -27,6 +28,11 @@ from .train.trainer import Trainer
 
 ROTH = {"reg": "roth", "gamma": 2.0, "gamma_anneal": 0.01}
 TOY_SAMPLES = 5000
+MARKER = ".fastreg-demo.json"  # in the demo's folder: the entries it wrote, the only ones a re-run replaces
+
+
+class DemoOutputError(ValueError):
+    """``--out`` cannot take the demo's output (a file, or a folder holding what the demo did not write)."""
 
 
 @dataclass
@@ -70,16 +76,58 @@ def demo_configs(out: str, budget: DemoBudget, seed: int = 0) -> dict[str, Train
 
 
 def run_demo(out: str = "runs/demo", budget: DemoBudget = DemoBudget()) -> str:
-    """Train the four runs (replacing earlier ones in ``out``) and write the report; returns its path."""
-    shutil.rmtree(out, ignore_errors=True)
-    os.makedirs(out)
+    """Train the four runs and write the report into ``out``; returns the report's path.
+
+    ``out`` must be new, empty or a previous demo's folder (see :func:`prepare_output`): the demo replaces
+    only what an earlier demo wrote there and never deletes anything else.
+    """
+    configs = demo_configs(out, budget)
+    prepare_output(out, demo_entries(configs))
     results = {}
-    for name, config in demo_configs(out, budget).items():
+    for name, config in configs.items():
         start = time.perf_counter()
         trainer = Trainer(config)
         trainer.train()
         results[name] = summarize(trainer, time.perf_counter() - start)
     return write_report(out, results)
+
+
+def demo_entries(configs: dict[str, TrainConfig]) -> list[str]:
+    """The names the demo writes directly under its folder: one folder per run, the report and its figures."""
+    figures = [f"{dataset}_{kind}.png" for dataset in ("digits", "toy3d") for kind in ("curves", "evaluation")]
+    return [*configs, "report.md", *figures]
+
+
+def prepare_output(out: str, entries: list[str]) -> None:
+    """Make ``out`` ready for the demo's ``entries``: create it, or clear the entries an earlier demo wrote
+    there (listed in its :data:`MARKER` file). DemoOutputError when ``out`` is a file or holds anything the
+    demo did not write; nothing is deleted then."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise DemoOutputError(f"{out} is a file, not a folder; give a new or empty folder")
+    present = sorted(os.listdir(out)) if os.path.isdir(out) else []
+    marker = os.path.join(out, MARKER)
+    written = []
+    if MARKER in present:
+        try:
+            with open(marker) as f:
+                written = list(json.load(f)["entries"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise DemoOutputError(f"{marker} is not a demo marker file; give a new or empty folder") from None
+    elif present:
+        shown = ", ".join(present[:5]) + (f" and {len(present) - 5} more" if len(present) > 5 else "")
+        raise DemoOutputError(f"{out} is not empty and holds no earlier demo output ({shown}); the demo never "
+                              f"deletes what it did not write: give a new or empty folder")
+    for name in written:
+        path = os.path.join(out, name)
+        if os.path.basename(name) != name or name in ("", ".", ".."):
+            continue  # only plain names directly under out
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.remove(path)
+    os.makedirs(out, exist_ok=True)
+    with open(marker, "w") as f:
+        json.dump({"written_by": "fastreg demo", "entries": sorted(set(entries))}, f, indent=1)
 
 
 def summarize(trainer: Trainer, seconds: float) -> dict:
