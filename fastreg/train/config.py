@@ -71,6 +71,10 @@ class TrainConfig:
     lr_g: float | None = field(default=None, metadata={"help": "G learning rate (variant default)"})
     betas: tuple[float, float] | None = field(default=None, metadata={"help": "Adam betas (variant default)"})
     ema: float = field(default=0.999, metadata={"help": "generator EMA decay; 0 = off"})
+    ema_warmup: bool = field(default=True, metadata={
+        "help": "ramp the EMA in: at G step t the decay is min(ema, (1 + t) / (10 + t)) (the num_updates rule of "
+                "TensorFlow's ExponentialMovingAverage), so a short run's samples and evaluations are not the "
+                "initial G's; off: the decay is ema from the first step"})
     amp: str = field(default="none", metadata={"help": "mixed precision: none, bf16, fp16"})
     dtype: str = field(default="float32", metadata={"help": "parameter dtype: float32 or float64"})
     seed: int = field(default=0, metadata={"help": "seed of torch, numpy and python"})
