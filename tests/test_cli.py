@@ -70,3 +70,22 @@ def test_help_lists_every_option_with_its_default():
         flag = "--" + f.name.replace("_", "-")
         assert flag in text, flag
         assert f"(default: {f.default})" in " ".join(text.split()), f.name
+
+
+def test_train_without_a_terminal_prints_progress_lines_and_a_summary(tmp_path):
+    """Issue 16: with stdout not a terminal `fastreg train` printed nothing, and a resume to a step the run had
+    reached exited 0 silently. Now: a line per log interval, one summary line, and a resume that says why it
+    trains nothing."""
+    out = tmp_path / "run"
+    result = run_cli("train", *TOY, "--steps", "20", "--log-every", "5", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines[:4]] == [f"{out} step {k}/20" for k in (5, 10, 15, 20)]
+    assert all(" d_loss " in line and " g_loss " in line for line in lines[:4])
+    assert len(lines) == 5 and lines[4].startswith(f"fastreg: trained {out} from step 0 to 20 in ")
+    assert f"checkpoint {out}/checkpoints/checkpoint_00000020.pt" in lines[4]
+    again = run_cli("train", "--resume", str(out), "--steps", "20")
+    assert again.returncode == 0 and again.stdout.strip() == (
+        f"fastreg: nothing to train: {out} is at step 20 and steps is 20 (give --steps above 20 to continue it)")
+    more = run_cli("train", "--resume", str(out), "--steps", "25")
+    assert more.returncode == 0 and f"fastreg: trained {out} from step 20 to 25 in " in more.stdout

@@ -30,7 +30,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from .. import losses, models, regularizers, schedules
+from .. import losses, models, progress, regularizers, schedules
 from ..metrics.evaluation import Evaluator, describe
 from . import build, cuda_graphs, distributed
 from .batches import BatchStream
@@ -355,15 +355,18 @@ class Trainer:
         offending step's diagnostics; the newest checkpoint is then the last good one.
         """
         c, main = self.config, self.world.is_main
+        if self.step >= c.steps:  # a resume asking for no more steps: say so, change nothing
+            if main:
+                print(f"fastreg: nothing to train: {c.out} is at step {self.step} and steps is {c.steps} (give "
+                      f"--steps above {self.step} to continue it)", flush=True)
+            return c.out
         if main:
             os.makedirs(c.out, exist_ok=True)
             save_yaml(c, os.path.join(c.out, "config.yaml"))
         log = MetricsLog(c.out) if main else None
-        start, window = time.perf_counter(), _Window(self.device)
-        from tqdm.auto import tqdm
-
-        bar = tqdm(range(self.step, c.steps), initial=self.step, total=c.steps, desc=os.path.basename(c.out),
-                   unit="step", dynamic_ncols=True, disable=None if main else True)
+        start, window, first_step = time.perf_counter(), _Window(self.device), self.step
+        bar = progress.bar(range(self.step, c.steps), initial=self.step, total=c.steps, desc=os.path.basename(c.out),
+                           unit="step", **({} if main else {"disable": True}))
         postfix = {}  # losses, and the latest FID/KID (or toy metrics) once evaluated
         try:
             for _ in bar:
@@ -377,6 +380,8 @@ class Trainer:
                         log.write(record)
                         postfix.update(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}")
                         bar.set_postfix(postfix)
+                        progress.plain_line(f"{c.out} step {self.step}/{c.steps}: d_loss {record['d_loss']:.4g} "
+                                            f"g_loss {record['g_loss']:.4g} ({record['wall_time']:.0f} s)")
                 if main and (self.step % c.sample_every == 0 or self.step == c.steps):
                     self.save_samples()
                 if self.step % c.checkpoint_every == 0 or self.step == c.steps:
@@ -393,7 +398,18 @@ class Trainer:
             bar.close()
             if log is not None:
                 log.close()
+        if main:
+            print(self.summary_line(first_step, time.perf_counter() - start, record), flush=True)
         return c.out
+
+    def summary_line(self, first_step: int, seconds: float, record: dict) -> str:
+        """The one line a finished :meth:`train` prints: steps, time, final losses, where the outputs are."""
+        c = self.config
+        newest = list_checkpoints(c.out)
+        return (f"fastreg: trained {c.out} from step {first_step} to {self.step} in {seconds:.0f} s "
+                f"({(self.step - first_step) / max(seconds, 1e-9):.1f} steps/s); last logged d_loss "
+                f"{record['d_loss']:.4g}, g_loss {record['g_loss']:.4g}; samples in {os.path.join(c.out, 'samples')}, "
+                f"checkpoint {newest[-1] if newest else 'none'}")
 
     def log_record(self, means: dict, wall_time: float) -> dict:
         return {"step": self.step, **means, "gamma": self.gamma(self.d_steps) if self.reg != "none" else 0.0,
@@ -604,14 +620,15 @@ def load_trainer(run_dir: str, checkpoint: str | None = None, overrides: dict | 
 # --- helpers ------------------------------------------------------------------------------------
 
 def _evaluation_postfix(record: dict) -> dict:
-    """Progress-bar fields of an evaluation: ``fid[<extractor>]``, ``kid[<extractor>]``, toy metrics."""
+    """Progress-bar fields of an evaluation, kept short so the bar keeps its width: ``fid``, ``kid`` (the
+    extractor is named in the evaluation's own line above the bar), ``w1`` and ``modes`` for toy data."""
     short = {}
     for key, value in record.items():
         kind, _, name = key.partition("/")
-        if kind in ("fid", "kid"):
-            short[f"{kind}[{name}]"] = f"{value:.4g}"
+        if kind in ("fid", "kid") and name:
+            short[kind] = f"{value:.3g}"
         elif key in ("wasserstein_1", "modes_covered"):
-            short[key] = f"{value:.4g}"
+            short["w1" if key == "wasserstein_1" else "modes"] = f"{value:.3g}"
     return short
 
 
