@@ -252,8 +252,9 @@ def run_diagnose(args: argparse.Namespace) -> int:
                                   samples=args.samples, cross_samples=args.cross_samples,
                                   all_checkpoints=args.all_checkpoints, extractor=args.extractor, seed=args.seed,
                                   noise=args.noise)
+        start = time.perf_counter()
         report = diagnose(args.run, out, getattr(args, "other", None), options, device=device)
-        print(f"fastreg diagnose: report written to {report}")
+        print(f"fastreg diagnose: report written to {report} ({time.perf_counter() - start:.0f} s)")
         return 0
     if args.diagnostic == "histograms":
         paths = commands.histograms_command(args.run, out, args.fixed_g, args.d_steps, getattr(args, "variant", None),

@@ -46,7 +46,8 @@ def plot_histograms(histograms: dict[str, dict], path: str) -> str:
             ax.stairs(h[kind], edges, fill=True, alpha=0.5, color=color, label=kind)
         overlap = f", overlap {h['overlap']:.2f}" if "overlap" in h else ""
         ax.set_title(f"{label}\n(accuracy {h['accuracy']:.2f}{overlap})", fontsize=9)
-        ax.set_xlabel("D logit v")
+        ax.set_xlabel("D logit v (> 0: called real)")
+        ax.set_ylabel("samples per bin")
     axes[0][0].legend(fontsize=8)
     return save_figure(fig, plt, path)
 
@@ -60,6 +61,7 @@ def plot_interpolation(profiles: dict[str, dict], path: str) -> str:
         axes[1].plot(profile["t"], profile["mean_grad_norm"], label=label)
     for ax, title in zip(axes, ("mean D logit", "mean ||grad_x D||")):
         ax.set_title(title)
+        ax.set_ylabel(title + " over the pairs", fontsize=8)
         ax.set_xlabel("t (0: generated, 1: real)")
         ax.axvspan(0, 1, color="0.9", zorder=0)
         ax.grid(alpha=0.3)
@@ -68,22 +70,35 @@ def plot_interpolation(profiles: dict[str, dict], path: str) -> str:
     return save_figure(fig, plt, path)
 
 
+def log_band(mean: float, std: float) -> tuple[float, float]:
+    r"""The +-1 std band of a positive quantity on a log axis: :math:`(m e^{-s/m}, m e^{s/m})`.
+
+    :math:`s/m` is the first-order (delta-method) std of :math:`\log x` for mean m and std s, so the band is
+    symmetric around m on the log axis, close to m +- s when s << m, and never reaches 0: the linear band
+    m - s, clipped at a tiny floor, drew spikes to 1e-30 whenever s >= m.
+    """
+    if not mean > 0:
+        return mean, mean
+    spread = math.exp(min(std / mean, 50.0))
+    return mean / spread, mean * spread
+
+
 def plot_vanishing(runs: dict[str, list], path: str) -> str:
-    """G gradient norms (mean +- std over latent batches) vs the D iterations of a fresh D, log scale
-    (Arjovsky & Bottou 2017, figs. 2-3): the minimax cost's and the -log D cost's."""
+    """G gradient norms (mean over latent batches, band: :func:`log_band` of their std) vs the D iterations of a
+    fresh D, log scale (Arjovsky & Bottou 2017, figs. 2-3): the minimax cost's and the -log D cost's."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.2))
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4))
     for label, records in runs.items():
         steps = [r.d_step for r in records]
         for ax, kind in zip(axes, ("minimax", "nonsat")):
             mean = [getattr(r, f"{kind}_mean") for r in records]
-            std = [getattr(r, f"{kind}_std") for r in records]
+            band = [log_band(m, getattr(r, f"{kind}_std")) for m, r in zip(mean, records)]
             ax.plot(steps, mean, label=label)
-            ax.fill_between(steps, [max(m - s, 1e-30) for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
-                            alpha=0.2)
-    for ax, title in zip(axes, ("||grad E log(1 - D(G(z)))||", "||grad E -log D(G(z))||")):
+            ax.fill_between(steps, [low for low, _ in band], [high for _, high in band], alpha=0.2)
+    for ax, title in zip(axes, ("minimax cost log(1 - D(G(z)))", "non-saturating cost -log D(G(z))")):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("D iterations (fresh D, G frozen)")
+        ax.set_ylabel("||grad_theta cost|| (mean, ±1 std band)", fontsize=8)
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
@@ -106,8 +121,10 @@ def plot_cross_test(result: dict, names: tuple[str, str], path: str) -> str:
                         color="white" if n / totals[i] > 0.5 else "black")
         ax.set_xticks([0, 1], ["called real", "called fake"])
         ax.set_yticks([0, 1], ["real", "own fakes"])
-        ax.set_title(f"D of {os.path.basename(os.path.normpath(name))} "
-                     f"(accuracy {result[f'accuracy_{side}']:.2f})", fontsize=9)
+        ax.set_title(f"D of {os.path.basename(os.path.normpath(name))}\n(balanced accuracy "
+                     f"{result[f'balanced_accuracy_{side}']:.2f})", fontsize=9)
+        ax.set_xlabel("D's call (logit > 0: real)")
+        ax.set_ylabel("sample source")
     rates = [result["cross_false_positive_a"], result["cross_false_positive_b"]]
     labels = [f"D of {os.path.basename(os.path.normpath(n))}\non the other's fakes" for n in names]
     axes[2].bar(labels, rates, color=["C0", "C1"])
