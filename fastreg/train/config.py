@@ -271,11 +271,14 @@ def load_yaml(path: str) -> TrainConfig:
 
     if not os.path.isfile(path):
         raise ConfigError(f"config: no such file {path}")
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         try:
             data = yaml.safe_load(f) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"config: {path} is not valid YAML ({exc})") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config: {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                              f"{exc.start}); save it as UTF-8") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config: {path} must hold a mapping of field: value")
     return from_dict(data)
