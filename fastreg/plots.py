@@ -17,22 +17,95 @@ def pyplot():
     return plt
 
 
+# Titles and y-axis labels in words for the trainer's logged keys (metrics.jsonl); FID/KID keys are labelled by
+# metric_label, which names the extractor.
+METRIC_LABELS = {
+    "d_loss": ("D loss", "D's loss, penalty term included"),
+    "g_loss": ("G loss", "G's loss"),
+    "d_grad_norm": ("D gradient norm", "||grad of D's loss wrt D's weights||"),
+    "g_grad_norm": ("G gradient norm", "||grad of G's loss wrt G's weights||"),
+    "penalty": ("penalty Omega", "regularizer value (before its weight)"),
+    "gamma": ("penalty weight gamma_t", "gamma_t"),
+    "wasserstein_1": ("Wasserstein-1 to the mixture", "W1 (exact, lower is better)"),
+    "high_quality": ("high-quality fraction", "fraction within 3 sigma of a mode"),
+    "modes_covered": ("modes covered", "modes"),
+}
+
+
+def metric_label(key: str) -> tuple[str, str]:
+    """(title, y-axis label) of a logged key, in words."""
+    kind, _, extractor = key.partition("/")
+    if kind == "fid" and extractor:
+        return f"FID [{extractor}]", "FID (lower is better)"
+    if kind == "kid" and extractor:
+        return f"KID [{extractor}]", "KID (polynomial-kernel MMD^2)"
+    return METRIC_LABELS.get(key, (key, key))
+
+
+def _points(run_dir: str, key: str) -> list[tuple[int, float]]:
+    records = [r for r in read_metrics(run_dir) if isinstance(r.get(key), (int, float))]
+    return [(r["step"], r[key]) for r in records if math.isfinite(r[key])]
+
+
 def plot_curves(runs: dict[str, str], keys: list[str], path: str, log_y: tuple[str, ...] = ()) -> str:
     """One panel per metric key, one line per run (label -> run folder); returns ``path``."""
+    return plot_seed_curves({label: [run_dir] for label, run_dir in runs.items()}, keys, path, log_y)
+
+
+def plot_seed_curves(groups: dict[str, list[str]], keys: list[str], path: str, log_y: tuple[str, ...] = ()) -> str:
+    """One panel per metric key, one line per group of runs (label -> run folders, e.g. one per seed): the mean
+    over the group's runs at the steps all of them logged, with a band from their minimum to their maximum."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
     for ax, key in zip(axes[0], keys):
-        for label, run_dir in runs.items():
-            records = [r for r in read_metrics(run_dir) if isinstance(r.get(key), (int, float))]
-            points = [(r["step"], r[key]) for r in records if math.isfinite(r[key])]
-            if points:
-                ax.plot(*zip(*points), label=label, linewidth=1.2)
-        ax.set_title(key)
+        for i, (label, run_dirs) in enumerate(groups.items()):
+            curves = [dict(_points(run_dir, key)) for run_dir in run_dirs]
+            steps = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
+            if not steps:
+                continue
+            values = [[c[t] for c in curves] for t in steps]
+            seeds = f" ({len(run_dirs)} seeds)" if len(run_dirs) > 1 else ""
+            ax.plot(steps, [sum(v) / len(v) for v in values], label=label + seeds, linewidth=1.2, color=f"C{i}")
+            if len(run_dirs) > 1:
+                ax.fill_between(steps, [min(v) for v in values], [max(v) for v in values], alpha=0.2, color=f"C{i}")
+        title, ylabel = metric_label(key)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(ylabel, fontsize=8)
         ax.set_xlabel("generator step")
         if key in log_y:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
+    return save_figure(fig, plt, path)
+
+
+def plot_mixture_plane(panels: dict[str, dict], mixture, path: str) -> str:
+    """Toy samples projected onto the plane of a (3-D, planar) Gaussian mixture, one panel per entry
+    ``label -> {"samples": [N, 3], "title": str}``: generated samples, real samples (grey), each mode's
+    3-sigma circle (the high-quality region) and its number. Coordinates: the offsets from the modes' mean
+    along the mixture's two plane directions (``mixture.basis``)."""
+    plt = pyplot()
+    basis = mixture.basis.double()
+    center = mixture.modes.mean(dim=0)
+    real = (mixture.__class__(mixture.modes, mixture.sigma, seed=12345, basis=mixture.basis).sample(2000).double()
+            - center) @ basis.T
+    modes = (mixture.modes - center) @ basis.T
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
+    for ax, (label, panel) in zip(axes[0], panels.items()):
+        points = (panel["samples"].double().cpu() - center) @ basis.T
+        ax.scatter(*real.T.numpy(), s=3, c="0.6", label="data", zorder=1)
+        ax.scatter(*points.T.numpy(), s=3, c="C0", alpha=0.5, label=f"generated ({len(points)})", zorder=2)
+        for k, (x, y) in enumerate(modes.tolist()):
+            ax.add_patch(plt.Circle((x, y), 3 * mixture.sigma, fill=False, color="C3", linewidth=1, zorder=3))
+            ax.annotate(str(k + 1), (x, y), xytext=(6, 6), textcoords="offset points", fontsize=8, color="C3")
+        reach = 1.6 * float(modes.norm(dim=1).max())
+        ax.set_xlim(-reach, reach)
+        ax.set_ylim(-reach, reach)
+        ax.set_aspect("equal")
+        ax.set_title(f"{label}\n{panel.get('title', '')}", fontsize=9)
+        ax.set_xlabel("in-plane coordinate 1")
+        ax.set_ylabel("in-plane coordinate 2")
+        ax.legend(loc="lower right", fontsize=7)
     return save_figure(fig, plt, path)
 
 
