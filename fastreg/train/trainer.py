@@ -286,7 +286,7 @@ class Trainer:
     def ema_decay(self) -> float:
         """The generator EMA's decay for the update after G step t = ``self.step`` (0-based):
         ``min(ema, (1 + t) / (10 + t))`` with ``ema_warmup`` (TensorFlow's ExponentialMovingAverage with
-        num_updates), else ``ema``. The ramp starts at 0.1 and reaches 0.999 at t = 8991; after T steps the
+        num_updates), else ``ema``. The ramp starts at 0.1 and reaches 0.999 at t = 8990; after T steps the
         initial G's weight in the EMA is prod_t decay_t (9! T! / (T + 9)!, 6e-16 at T = 200, instead of
         0.999^200 = 0.82 without it)."""
         c = self.config
