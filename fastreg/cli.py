@@ -71,8 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(train)
     demo = commands.add_parser("demo", help="unregularized vs Roth-regularized NS-GAN on digits and a 3-D toy",
                                formatter_class=OneDefaultHelpFormatter)
-    demo.add_argument("--out", default="runs/demo", help="folder of the demo's runs and report: new, empty, or an earlier "
-                      "demo's (which it replaces; it never deletes files it did not write)")
+    demo.add_argument("--out", default="runs/demo",
+                      help="folder of the demo's runs and report: new, empty, or an earlier demo's (which it "
+                           "replaces; it never deletes files it did not write)")
     demo.add_argument("--quick", action="store_true", help="a few steps of each run (a smoke test)")
     _add_evaluation_commands(commands)
     _add_experiment_command(commands)

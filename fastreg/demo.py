@@ -43,7 +43,8 @@ class DemoBudget:
     """The demo's budget. Three seeds per side. Digits: a third of the former single seed's 1,500 steps each,
     so the digits runs, which take nearly all of the demo's time, keep their total (about 30 s per run on an
     idle 2-core CPU; FID[classifier:digits] about 12 at 500 steps). Toy: the former 2,000 steps each (700
-    covered no mode, 2,000 covered 5 of 7 for seed 0; a toy run takes 10 to 20 s), which adds one to two minutes."""
+    covered no mode, 2,000 covered 5 of 7 for seed 0; a toy run takes 10 to 20 s), which adds one to two
+    minutes."""
 
     digits_steps: int = 500
     toy_steps: int = 2000
@@ -309,7 +310,8 @@ def run_table(dataset: str, by_method: dict) -> list[str]:
     image = dataset == "digits"
     quality = (f"| FID[{DIGITS_EXTRACTOR}] | KID[{DIGITS_EXTRACTOR}] |" if image
                else "| W1 | modes covered | high quality |")
-    header = f"| run | seed | steps | wall time (s) | steps/s | final D loss | final G loss {quality} evaluation time (s) |"
+    header = (f"| run | seed | steps | wall time (s) | steps/s | final D loss | final G loss {quality} "
+              "evaluation time (s) |")
     lines = [header, "|---|" + "---:|" * (header.count("|") - 2)]
 
     def metrics(r: dict) -> list[float]:
