@@ -29,6 +29,17 @@ from .train.config import ConfigError, TrainConfig, from_dict, load_yaml, to_dic
 from .train.nonfinite import NonFiniteError
 
 
+class OneDefaultHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` only where the help does not state its default itself and there is one to show
+    (not None, not a suppressed or an off switch's False), so no option's help shows two defaults."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or action.default in (None, argparse.SUPPRESS, False):
+            return text
+        return super()._get_help_string(action)
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -38,7 +49,9 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         hint = hints[f.name]
-        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+        help_text = f.metadata.get("help", "")
+        if "default" not in help_text.lower():
+            help_text += f" (default: {f.default})"
         kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
         args = typing.get_args(hint)
         base = next((a for a in args if a is not type(None)), hint) if args else hint
@@ -56,13 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the version, the compiled kernels and the backend in use, and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train = commands.add_parser("train", help="train a GAN variant",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=OneDefaultHelpFormatter)
     train.add_argument("--config", help="YAML file of config fields; flags given here override it")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     _add_config_arguments(train)
     demo = commands.add_parser("demo", help="unregularized vs Roth-regularized NS-GAN on digits and a 3-D toy",
-                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    demo.add_argument("--out", default="runs/demo", help="folder of the demo's runs and report")
+                               formatter_class=OneDefaultHelpFormatter)
+    demo.add_argument("--out", default="runs/demo",
+                      help="folder of the demo's runs and report: new, empty, or an earlier demo's (which it "
+                           "replaces; it never deletes files it did not write)")
     demo.add_argument("--quick", action="store_true", help="a few steps of each run (a smoke test)")
     _add_evaluation_commands(commands)
     _add_experiment_command(commands)
@@ -96,10 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
-            from .demo import QUICK, DemoBudget, run_demo
+            from .demo import QUICK, DemoBudget, DemoOutputError, run_demo
 
             start = time.perf_counter()
-            report = run_demo(args.out, QUICK if args.quick else DemoBudget())
+            try:
+                report = run_demo(args.out, QUICK if args.quick else DemoBudget())
+            except DemoOutputError as exc:
+                print(f"fastreg demo: --out: {exc}", file=sys.stderr)
+                return 2
             print(f"fastreg demo: report written to {report} ({time.perf_counter() - start:.0f} s)")
         elif args.command == "experiment":
             return run_experiments(args)
@@ -305,8 +324,9 @@ def run_diagnose(args: argparse.Namespace) -> int:
                                   samples=args.samples, cross_samples=args.cross_samples,
                                   all_checkpoints=args.all_checkpoints, extractor=args.extractor, seed=args.seed,
                                   noise=args.noise)
+        start = time.perf_counter()
         report = diagnose(args.run, out, getattr(args, "other", None), options, device=device)
-        print(f"fastreg diagnose: report written to {report}")
+        print(f"fastreg diagnose: report written to {report} ({time.perf_counter() - start:.0f} s)")
         return 0
     if args.diagnostic == "histograms":
         paths = commands.histograms_command(args.run, out, args.fixed_g, args.d_steps, getattr(args, "variant", None),
@@ -345,7 +365,7 @@ class _DiagnoseParser(argparse.ArgumentParser):
 def _add_diagnose_command(commands) -> None:
     from .metrics.extractors import INCEPTION_ENV, SPEC_HELP
 
-    formatter = argparse.ArgumentDefaultsHelpFormatter
+    formatter = OneDefaultHelpFormatter
     diagnose = commands.add_parser(
         "diagnose", formatter_class=formatter,
         help="D histograms, interpolation profile, vanishing gradients, cross-test",
@@ -409,7 +429,7 @@ def _add_diagnose_command(commands) -> None:
 def _add_experiment_command(commands) -> None:
     from .experiments import EXPERIMENTS
 
-    p = commands.add_parser("experiment", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = commands.add_parser("experiment", formatter_class=OneDefaultHelpFormatter,
                             help="reproduce a source paper's claims (report.md with figures and a claims table)")
     p.add_argument("name", metavar="NAME", help=f"all, or one of: {', '.join(EXPERIMENTS)}")
     scale = p.add_mutually_exclusive_group()

@@ -17,22 +17,95 @@ def pyplot():
     return plt
 
 
+# Titles and y-axis labels in words for the trainer's logged keys (metrics.jsonl); FID/KID keys are labelled by
+# metric_label, which names the extractor.
+METRIC_LABELS = {
+    "d_loss": ("D loss", "D's loss, penalty term included"),
+    "g_loss": ("G loss", "G's loss"),
+    "d_grad_norm": ("D gradient norm", "||grad of D's loss wrt D's weights||"),
+    "g_grad_norm": ("G gradient norm", "||grad of G's loss wrt G's weights||"),
+    "penalty": ("penalty Omega", "regularizer value (before its weight)"),
+    "gamma": ("penalty weight gamma_t", "gamma_t"),
+    "wasserstein_1": ("Wasserstein-1 to the mixture", "W1 (exact, lower is better)"),
+    "high_quality": ("high-quality fraction", "fraction within 3 sigma of a mode"),
+    "modes_covered": ("modes covered", "modes"),
+}
+
+
+def metric_label(key: str) -> tuple[str, str]:
+    """(title, y-axis label) of a logged key, in words."""
+    kind, _, extractor = key.partition("/")
+    if kind == "fid" and extractor:
+        return f"FID [{extractor}]", "FID (lower is better)"
+    if kind == "kid" and extractor:
+        return f"KID [{extractor}]", "KID (polynomial-kernel MMD^2)"
+    return METRIC_LABELS.get(key, (key, key))
+
+
+def _points(run_dir: str, key: str) -> list[tuple[int, float]]:
+    records = [r for r in read_metrics(run_dir) if isinstance(r.get(key), (int, float))]
+    return [(r["step"], r[key]) for r in records if math.isfinite(r[key])]
+
+
 def plot_curves(runs: dict[str, str], keys: list[str], path: str, log_y: tuple[str, ...] = ()) -> str:
     """One panel per metric key, one line per run (label -> run folder); returns ``path``."""
+    return plot_seed_curves({label: [run_dir] for label, run_dir in runs.items()}, keys, path, log_y)
+
+
+def plot_seed_curves(groups: dict[str, list[str]], keys: list[str], path: str, log_y: tuple[str, ...] = ()) -> str:
+    """One panel per metric key, one line per group of runs (label -> run folders, e.g. one per seed): the mean
+    over the group's runs at the steps all of them logged, with a band from their minimum to their maximum."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
     for ax, key in zip(axes[0], keys):
-        for label, run_dir in runs.items():
-            records = [r for r in read_metrics(run_dir) if isinstance(r.get(key), (int, float))]
-            points = [(r["step"], r[key]) for r in records if math.isfinite(r[key])]
-            if points:
-                ax.plot(*zip(*points), label=label, linewidth=1.2)
-        ax.set_title(key)
+        for i, (label, run_dirs) in enumerate(groups.items()):
+            curves = [dict(_points(run_dir, key)) for run_dir in run_dirs]
+            steps = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
+            if not steps:
+                continue
+            values = [[c[t] for c in curves] for t in steps]
+            seeds = f" ({len(run_dirs)} seeds)" if len(run_dirs) > 1 else ""
+            ax.plot(steps, [sum(v) / len(v) for v in values], label=label + seeds, linewidth=1.2, color=f"C{i}")
+            if len(run_dirs) > 1:
+                ax.fill_between(steps, [min(v) for v in values], [max(v) for v in values], alpha=0.2, color=f"C{i}")
+        title, ylabel = metric_label(key)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(ylabel, fontsize=8)
         ax.set_xlabel("generator step")
         if key in log_y:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
+    return save_figure(fig, plt, path)
+
+
+def plot_mixture_plane(panels: dict[str, dict], mixture, path: str) -> str:
+    """Toy samples projected onto the plane of a (3-D, planar) Gaussian mixture, one panel per entry
+    ``label -> {"samples": [N, 3], "title": str}``: generated samples, real samples (grey), each mode's
+    3-sigma circle (the high-quality region) and its number. Coordinates: the offsets from the modes' mean
+    along the mixture's two plane directions (``mixture.basis``)."""
+    plt = pyplot()
+    basis = mixture.basis.double()
+    center = mixture.modes.mean(dim=0)
+    real = (mixture.__class__(mixture.modes, mixture.sigma, seed=12345, basis=mixture.basis).sample(2000).double()
+            - center) @ basis.T
+    modes = (mixture.modes - center) @ basis.T
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
+    for ax, (label, panel) in zip(axes[0], panels.items()):
+        points = (panel["samples"].double().cpu() - center) @ basis.T
+        ax.scatter(*real.T.numpy(), s=3, c="0.6", label="data", zorder=1)
+        ax.scatter(*points.T.numpy(), s=3, c="C0", alpha=0.5, label=f"generated ({len(points)})", zorder=2)
+        for k, (x, y) in enumerate(modes.tolist()):
+            ax.add_patch(plt.Circle((x, y), 3 * mixture.sigma, fill=False, color="C3", linewidth=1, zorder=3))
+            ax.annotate(str(k + 1), (x, y), xytext=(6, 6), textcoords="offset points", fontsize=8, color="C3")
+        reach = 1.6 * float(modes.norm(dim=1).max())
+        ax.set_xlim(-reach, reach)
+        ax.set_ylim(-reach, reach)
+        ax.set_aspect("equal")
+        ax.set_title(f"{label}\n{panel.get('title', '')}", fontsize=9)
+        ax.set_xlabel("in-plane coordinate 1")
+        ax.set_ylabel("in-plane coordinate 2")
+        ax.legend(loc="lower right", fontsize=7)
     return save_figure(fig, plt, path)
 
 
@@ -46,7 +119,8 @@ def plot_histograms(histograms: dict[str, dict], path: str) -> str:
             ax.stairs(h[kind], edges, fill=True, alpha=0.5, color=color, label=kind)
         overlap = f", overlap {h['overlap']:.2f}" if "overlap" in h else ""
         ax.set_title(f"{label}\n(accuracy {h['accuracy']:.2f}{overlap})", fontsize=9)
-        ax.set_xlabel("D logit v")
+        ax.set_xlabel("D logit v (> 0: called real)")
+        ax.set_ylabel("samples per bin")
     axes[0][0].legend(fontsize=8)
     return save_figure(fig, plt, path)
 
@@ -60,6 +134,7 @@ def plot_interpolation(profiles: dict[str, dict], path: str) -> str:
         axes[1].plot(profile["t"], profile["mean_grad_norm"], label=label)
     for ax, title in zip(axes, ("mean D logit", "mean ||grad_x D||")):
         ax.set_title(title)
+        ax.set_ylabel(title + " over the pairs", fontsize=8)
         ax.set_xlabel("t (0: generated, 1: real)")
         ax.axvspan(0, 1, color="0.9", zorder=0)
         ax.grid(alpha=0.3)
@@ -68,22 +143,35 @@ def plot_interpolation(profiles: dict[str, dict], path: str) -> str:
     return save_figure(fig, plt, path)
 
 
+def log_band(mean: float, std: float) -> tuple[float, float]:
+    r"""The +-1 std band of a positive quantity on a log axis: :math:`(m e^{-s/m}, m e^{s/m})`.
+
+    :math:`s/m` is the first-order (delta-method) std of :math:`\log x` for mean m and std s, so the band is
+    symmetric around m on the log axis, close to m +- s when s << m, and never reaches 0: the linear band
+    m - s, clipped at a tiny floor, drew spikes to 1e-30 whenever s >= m.
+    """
+    if not mean > 0:
+        return mean, mean
+    spread = math.exp(min(std / mean, 50.0))
+    return mean / spread, mean * spread
+
+
 def plot_vanishing(runs: dict[str, list], path: str) -> str:
-    """G gradient norms (mean +- std over latent batches) vs the D iterations of a fresh D, log scale
-    (Arjovsky & Bottou 2017, figs. 2-3): the minimax cost's and the -log D cost's."""
+    """G gradient norms (mean over latent batches, band: :func:`log_band` of their std) vs the D iterations of a
+    fresh D, log scale (Arjovsky & Bottou 2017, figs. 2-3): the minimax cost's and the -log D cost's."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.2))
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4))
     for label, records in runs.items():
         steps = [r.d_step for r in records]
         for ax, kind in zip(axes, ("minimax", "nonsat")):
             mean = [getattr(r, f"{kind}_mean") for r in records]
-            std = [getattr(r, f"{kind}_std") for r in records]
+            band = [log_band(m, getattr(r, f"{kind}_std")) for m, r in zip(mean, records)]
             ax.plot(steps, mean, label=label)
-            ax.fill_between(steps, [max(m - s, 1e-30) for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
-                            alpha=0.2)
-    for ax, title in zip(axes, ("||grad E log(1 - D(G(z)))||", "||grad E -log D(G(z))||")):
+            ax.fill_between(steps, [low for low, _ in band], [high for _, high in band], alpha=0.2)
+    for ax, title in zip(axes, ("minimax cost log(1 - D(G(z)))", "non-saturating cost -log D(G(z))")):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("D iterations (fresh D, G frozen)")
+        ax.set_ylabel("||grad_theta cost|| (mean, ±1 std band)", fontsize=8)
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
@@ -106,8 +194,10 @@ def plot_cross_test(result: dict, names: tuple[str, str], path: str) -> str:
                         color="white" if n / totals[i] > 0.5 else "black")
         ax.set_xticks([0, 1], ["called real", "called fake"])
         ax.set_yticks([0, 1], ["real", "own fakes"])
-        ax.set_title(f"D of {os.path.basename(os.path.normpath(name))} "
-                     f"(accuracy {result[f'accuracy_{side}']:.2f})", fontsize=9)
+        ax.set_title(f"D of {os.path.basename(os.path.normpath(name))}\n(balanced accuracy "
+                     f"{result[f'balanced_accuracy_{side}']:.2f})", fontsize=9)
+        ax.set_xlabel("D's call (logit > 0: real)")
+        ax.set_ylabel("sample source")
     rates = [result["cross_false_positive_a"], result["cross_false_positive_b"]]
     labels = [f"D of {os.path.basename(os.path.normpath(n))}\non the other's fakes" for n in names]
     axes[2].bar(labels, rates, color=["C0", "C1"])

@@ -1,8 +1,10 @@
 """`fastreg train` from the command line: outputs, YAML round trip, errors, help."""
 
+import argparse
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -108,3 +110,72 @@ def test_run_folders_from_before_d_norm_still_load():
     del legacy["d_norm"]
     assert from_dict(legacy).d_norm == "none"
     assert from_dict({**legacy, "d_batchnorm": True}).d_norm == "batch"
+
+
+        help_text = f.metadata["help"]
+        if "default" not in help_text.lower():
+            assert f"(default: {f.default})" in " ".join(text.split()), f.name
+
+
+def _all_parsers(parser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _all_parsers(sub)
+
+
+def test_no_help_entry_shows_two_defaults():
+    """Issue 16: e.g. '--d-batchnorm  BatchNorm in D (default: on without ...) (default: None)'."""
+    seen = 0
+    for parser in _all_parsers(build_parser()):
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if action.help in (None, argparse.SUPPRESS):
+                continue
+            shown = formatter._expand_help(action) if action.help else ""
+            defaults = re.findall(r"(?<![/\w])default(?![/\w])", shown.lower())  # not runs/default
+            assert len(defaults) <= 1, f"{parser.prog} {action.option_strings}: {shown}"
+            seen += 1
+    assert seen > 100
+
+
+def test_train_without_a_terminal_prints_progress_lines_and_a_summary(tmp_path):
+    """Issue 16: with stdout not a terminal `fastreg train` printed nothing, and a resume to a step the run had
+    reached exited 0 silently. Now: a line per log interval, one summary line, and a resume with nothing to train
+    is refused saying why."""
+    out = tmp_path / "run"
+    result = run_cli("train", *TOY, "--steps", "20", "--log-every", "5", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"{out.name}: G and D: MLPs; variant ns, no gradient penalty")  # the resolved D
+    lines = lines[1:]
+    assert [line.split(":")[0] for line in lines[:4]] == [f"{out} step {k}/20" for k in (5, 10, 15, 20)]
+    assert all(" d_loss " in line and " g_loss " in line for line in lines[:4])
+    assert len(lines) == 5 and lines[4].startswith(f"fastreg: trained {out} from step 0 to 20 in ")
+    assert f"checkpoint {out}/checkpoints/checkpoint_00000020.pt" in lines[4]
+    again = run_cli("train", "--resume", str(out), "--steps", "20")  # refused, naming steps (resume policy)
+    assert again.returncode == 2 and "steps: the run in" in again.stderr and "give --steps above 20" in again.stderr
+    more = run_cli("train", "--resume", str(out), "--steps", "25")
+    assert more.returncode == 0 and f"fastreg: trained {out} from step 20 to 25 in " in more.stdout
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without a usable GPU")
+def test_device_cuda_without_a_gpu_exits_2_naming_device(tmp_path):
+    """Issue 16: `--device cuda` on a machine without a GPU was a raw 'Found no NVIDIA driver' traceback."""
+    for device in ("cuda", "cuda:0"):
+        result = run_cli("train", *TOY, "--steps", "1", "--device", device, "--out", str(tmp_path / device))
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith(f"fastreg train: invalid config: device: '{device}' asks for a CUDA GPU, "
+                                        "but none is usable here") and "Traceback" not in result.stderr
+    assert not (tmp_path / "cuda").exists()
+
+
+def test_a_non_utf8_yaml_config_exits_2_naming_the_file(tmp_path):
+    """Issue 16: a Latin-1 YAML file was a raw UnicodeDecodeError traceback."""
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("variant: ns\nout: caf\u00e9\n".encode("latin-1"))
+    result = run_cli("train", "--config", str(path), "--steps", "1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (f"fastreg train: invalid config: config: {path} is not UTF-8 text (byte 0xe9 at "
+                                     "offset 20); save it as UTF-8")

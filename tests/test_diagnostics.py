@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from fastreg import data, losses, regularizers
-from fastreg.diagnostics import (RealSampler, confusion, cross_test, generate, generator_gradient_norms,
+from fastreg.diagnostics import (Confusion, RealSampler, confusion, cross_test, generate, generator_gradient_norms,
                                  interpolation_profile, output_histograms, overlap_coefficient, train_discriminator,
                                  vanishing_gradients)
 from fastreg.train.config import TrainConfig
@@ -98,9 +98,21 @@ def test_cross_test_on_hand_built_models():
     result = cross_test(G_a, D_a, G_b, D_b, real, samples=50)
     assert tuple(result.confusion_a) == (2, 2, 50, 0)   # real 2 and 1 called real; all own fakes (+1) fooled it
     assert tuple(result.confusion_b) == (3, 1, 50, 0)
-    assert result.confusion_a.accuracy == pytest.approx(2 / 54)
+    assert (result.confusion_a.real_rate, result.confusion_a.fake_rate) == (0.5, 0.0)
+    assert result.confusion_a.balanced_accuracy == pytest.approx(0.25)
+    assert result.confusion_b.balanced_accuracy == pytest.approx((3 / 4 + 0) / 2)
     assert (result.cross_false_positive_a, result.cross_false_positive_b) == (0.0, 1.0)
     assert tuple(confusion(torch.tensor([1.0, -1.0]), torch.tensor([0.0]))) == (1, 1, 0, 1)  # v = 0 is fake
+
+
+def test_cross_test_accuracy_is_balanced_between_unequal_sample_counts():
+    """Issue 16's case: 1,797 reals, 10,000 own fakes; D calls 98% of the reals and every fake fake. Pooled, that
+    read 0.85; balanced it is 0.51, with both rates reported."""
+    conf = Confusion(real_called_real=36, real_called_fake=1761, fake_called_real=0, fake_called_fake=10_000)
+    assert (36 + 10_000) / (1797 + 10_000) == pytest.approx(0.8507, abs=1e-4)
+    assert conf.real_rate == pytest.approx(36 / 1797) and conf.fake_rate == 1.0
+    assert conf.balanced_accuracy == pytest.approx((36 / 1797 + 1) / 2) and conf.balanced_accuracy < 0.52
+    assert not hasattr(conf, "accuracy")
 
 
 def test_generator_gradient_norms_match_the_closed_form():
@@ -274,8 +286,21 @@ def test_diagnose_cli_writes_report_with_cross_test(tiny_runs, tmp_path):
                      "--all-checkpoints", *QUICK)
     assert result.returncode == 0, result.stderr
     report = (out / "report.md").read_text()
-    for figure in ("d_output_histograms.png", "interpolation.png", "vanishing_gradients.png"):
-        assert (out / figure).exists() and figure in report
+    # the names the README promises (issue 16: `all` wrote d_output_histograms.png, vanishing_gradients.png)
+    written = {"histograms.png", "interpolation.png", "vanishing.png", "cross-test.png", "diagnostics.json",
+               "report.md"}
+    assert {p.name for p in out.iterdir()} == written
+    readme = " ".join(open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read().split())
+    promised = readme[readme.index("`fastreg diagnose all RUN`"):][:400]
+    assert all(f"`{name}`" in promised for name in written), promised
+    for figure in ("histograms.png", "interpolation.png", "vanishing.png", "cross-test.png"):
+        assert figure in report
+    # not a terminal: a line per stage, then the summary
+    stages = ["sample quality", "vanishing gradients", "D histograms and interpolation", "cross-test",
+              "figures and report"]
+    lines = result.stdout.splitlines()
+    assert [line.partition(" done")[0] for line in lines[:-1]] == [f"fastreg diagnose: {s}" for s in stages]
+    assert lines[-1].startswith(f"fastreg diagnose: report written to {out / 'report.md'} (")
     results = json.loads((out / "diagnostics.json").read_text())
     assert set(results["vanishing_gradients"]) == {"G at step 2", "G at step 4"}
     assert [r["d_step"] for r in results["vanishing_gradients"]["G at step 4"]] == [0, 3, 6]
@@ -411,3 +436,22 @@ def test_diagnose_run_dir_alone_means_all(tiny_runs):
     assert (args.diagnostic, args.run, args.other, args.k, args.noise) == ("all", tiny_runs["toy"],
                                                                           tiny_runs["toy-roth"], 3, 0.0)
     assert build_parser().parse_args(["diagnose", "all", tiny_runs["toy"]]).diagnostic == "all"
+
+
+def test_vanishing_plot_band_is_not_clipped_on_the_log_axis(tmp_path, monkeypatch):
+    """Issue 16: the band mean - std, clipped at 1e-30, spiked to 1e-28 wherever std >= mean. The band is now
+    mean */ exp(std / mean): symmetric on the log axis, never near 0."""
+    from fastreg import plots
+    from fastreg.diagnostics import GradientRecord
+
+    records = [GradientRecord(t, m, s, 1.0, 0.1, 0.5) for t, m, s in ((0, 1e-2, 1e-3), (25, 1e-4, 2e-4),
+                                                                      (50, 1e-6, 3e-6))]
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, plt, path: figures.append(fig) or path)
+    plots.plot_vanishing({"G": records}, str(tmp_path / "v.png"))
+    band = figures[0].axes[0].collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() >= 1e-6 * math.exp(-3) * (1 - 1e-9)
+    for m, s in ((1e-2, 1e-3), (1e-4, 2e-4)):
+        low, high = plots.log_band(m, s)
+        assert low * high == pytest.approx(m * m) and high / m == pytest.approx(math.exp(s / m))
+    assert figures[0].axes[0].get_ylabel()

@@ -37,12 +37,25 @@ def test_fid_records_name_the_extractor_and_leave_training_unchanged(tmp_path):
             assert torch.equal(p, q)
 
 
-def test_progress_bar_shows_the_latest_evaluation_by_extractor():
+def test_progress_bar_shows_the_latest_evaluation_briefly():
     record = {"step": 4, "fid/classifier:digits": 12.345678, "fid_residue/classifier:digits": 0.0,
               "kid/classifier:digits": 0.0123456, "kid_std/classifier:digits": 0.001, "eval_seconds": 1.5}
-    assert _evaluation_postfix(record) == {"fid[classifier:digits]": "12.35", "kid[classifier:digits]": "0.01235"}
+    assert _evaluation_postfix(record) == {"fid": "12.3", "kid": "0.0123"}
     assert _evaluation_postfix({"wasserstein_1": 0.25, "modes_covered": 7, "high_quality": 0.5}) == {
-        "wasserstein_1": "0.25", "modes_covered": "7"}
+        "w1": "0.25", "modes": "7"}
+
+
+def test_evaluation_postfix_leaves_the_bar_its_width():
+    """Issue 16: at 120 columns the long ``fid[classifier:digits]=..., kid[...]`` postfix squeezed the bar of a
+    demo run to one character. The trainer's postfix (losses and the latest evaluation) leaves it 15 or more."""
+    from tqdm import tqdm
+
+    record = {"fid/classifier:digits": 123.456, "kid/classifier:digits": 114.2345, "kid_std/classifier:digits": 1.0}
+    postfix = {"d": "1.234", "g": "0.567", **_evaluation_postfix(record)}
+    line = tqdm.format_meter(750, 1500, 123.0, ncols=120, prefix="digits-ns-roth-seed1", unit="step",
+                             postfix=", ".join(f"{k}={v}" for k, v in postfix.items()))
+    assert len(line) <= 120
+    assert len(line.split("|")[1]) >= 15, line
 
 
 def test_toy_runs_log_wasserstein_and_mode_coverage(tmp_path):

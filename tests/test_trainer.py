@@ -217,3 +217,33 @@ def test_gamma_is_set_once_per_generator_iteration(tmp_path):
         trainer.iteration()
     expected = [0.5 * 2.0 * 0.01 ** (t / 4) for t in range(4) for _ in range(3)]  # gamma/2 in the loss
     assert weights == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("warmup", [True, False])
+def test_ema_ramps_in_as_hand_computed(warmup, tmp_path):
+    """G_ema after 4 G steps equals the hand-written EMA with decay_t = min(ema, (1 + t) / (10 + t)) (ema_warmup),
+    or ema throughout."""
+    trainer = Trainer(tiny_config(tmp_path, dtype="float64", batch_size=16, ema=0.999, ema_warmup=warmup,
+                                  **DATA["toy"]))
+    ema = [p.detach().clone() for p in trainer.G_ema.parameters()]
+    for t in range(4):
+        trainer.iteration()
+        decay = min(0.999, (1 + t) / (10 + t)) if warmup else 0.999
+        assert trainer.ema_decay() == (min(0.999, (2 + t) / (11 + t)) if warmup else 0.999)
+        ema = [decay * e + (1 - decay) * p.detach() for e, p in zip(ema, trainer.G.parameters())]
+    for e, p in zip(ema, trainer.G_ema.parameters()):
+        torch.testing.assert_close(p, e, rtol=1e-12, atol=1e-14)
+
+
+def test_a_200_step_run_samples_its_trained_generator_not_the_initial_one(tmp_path, one_thread):
+    """Issue 16: with a fixed decay of 0.999 the EMA of a 200-step run still holds 0.999^200 = 82% of the initial
+    weights, so its samples sit next to the initial G's. Ramped in, they sit next to the trained G's."""
+    trainer = Trainer(tiny_config(tmp_path, steps=200, batch_size=32, ema=0.999, **DATA["toy"]))
+    initial = copy.deepcopy(trainer.G).eval()
+    for _ in range(200):
+        trainer.iteration()
+    z = torch.randn(512, 4, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        shown, trained, start = trainer.sample(z), trainer.G.eval()(z), initial(z)
+    to_trained, to_initial = (shown - trained).norm(dim=1).mean(), (shown - start).norm(dim=1).mean()
+    assert to_trained < 0.25 * to_initial, (to_trained, to_initial)

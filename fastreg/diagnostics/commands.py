@@ -64,11 +64,11 @@ def histograms_command(run_dir: str, out: str | None = None, fixed_g: bool = Fal
     discriminators = {"run's D": D}
     if k > 0:
         discriminators[f"run's D + {k} {variant} D steps"] = train_discriminator(copy.deepcopy(D), G, real, k, rng,
-                                                                                 variant=variant)
+                                                                                 variant=variant, desc="run's D")
     if fixed_g:
         torch.manual_seed(seed)
         fresh = train_discriminator(fresh_discriminator(trainer), G, real, d_steps,
-                                    torch.Generator().manual_seed(seed), variant=variant)
+                                    torch.Generator().manual_seed(seed), variant=variant, desc="fresh D")
         discriminators[f"fresh D, {d_steps} {variant} steps (G fixed)"] = fresh
     histograms = {label: output_histograms(logits(d, x_real), logits(d, x_fake))
                   for label, d in discriminators.items()}

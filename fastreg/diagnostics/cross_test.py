@@ -31,8 +31,22 @@ class Confusion(NamedTuple):
     fake_called_fake: int
 
     @property
-    def accuracy(self) -> float:
-        return (self.real_called_real + self.fake_called_fake) / sum(self)
+    def real_rate(self) -> float:
+        """Fraction of the real samples called real (the true-positive rate, real = positive)."""
+        return self.real_called_real / max(self.real_called_real + self.real_called_fake, 1)
+
+    @property
+    def fake_rate(self) -> float:
+        """Fraction of the own generator's samples called fake (the true-negative rate)."""
+        return self.fake_called_fake / max(self.fake_called_real + self.fake_called_fake, 1)
+
+    @property
+    def balanced_accuracy(self) -> float:
+        """(real_rate + fake_rate) / 2: the accuracy with both classes weighted equally, whatever their counts.
+        The pooled accuracy (correct calls / all samples) is dominated by the larger class: with 10,000 fakes
+        and 1,797 reals, a D that calls 98% of the reals fake and every fake fake still scores 0.85 pooled,
+        0.51 balanced (Brodersen et al. 2010, "The balanced accuracy and its posterior distribution")."""
+        return (self.real_rate + self.fake_rate) / 2
 
 
 class CrossTest(NamedTuple):

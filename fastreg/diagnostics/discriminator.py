@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from .. import losses, regularizers
+from .. import losses, progress, regularizers
 
 D_LR, D_BETAS = 2e-4, (0.5, 0.999)
 BATCH = 64
@@ -131,7 +131,7 @@ def discriminator_loss(D: nn.Module, x_real: torch.Tensor, x_fake: torch.Tensor,
 def train_discriminator(D: nn.Module, G: nn.Module, real: Callable[[int], torch.Tensor], steps: int,
                         generator: torch.Generator, batch_size: int = BATCH,
                         on_step: Callable[[int, nn.Module], None] | None = None, variant: str = "ns",
-                        noise: float = 0.0, lr: float = D_LR) -> nn.Module:
+                        noise: float = 0.0, lr: float = D_LR, desc: str | None = None) -> nn.Module:
     r"""``steps`` D steps (Adam, ``lr`` 2e-4, betas (0.5, 0.999)) against the frozen ``G``, minimizing
     ``variant``'s D loss (:func:`discriminator_loss`; default ``ns``, the logistic loss
     :math:`E_P\,\mathrm{softplus}(-v) + E_Q\,\mathrm{softplus}(v)`). ``wgan`` clamps D's weights to
@@ -141,13 +141,15 @@ def train_discriminator(D: nn.Module, G: nn.Module, real: Callable[[int], torch.
     and fake inputs (:func:`fastreg.regularizers.instance_noise`, Arjovsky & Bottou 2017 section 3.1).
     Latents, noise (on CPU) and WGAN-GP's interpolation weights (on CPU) come from ``generator``.
 
-    ``on_step(t, D)`` runs before the first step (t = 0) and after each step t = 1..steps.
+    ``on_step(t, D)`` runs before the first step (t = 0) and after each step t = 1..steps. ``desc``: show a
+    progress bar with this label (on a terminal).
     """
     check_variant(variant)
     if not noise >= 0:
         raise ValueError(f"noise: must be >= 0, got {noise}")
     optimizer = torch.optim.Adam(D.parameters(), lr=lr, betas=D_BETAS)
-    for t in range(steps + 1):
+    for t in progress.bar(range(steps + 1), desc=desc, unit="D step", leave=False,
+                          **({} if desc else {"disable": True})):
         if on_step is not None:
             on_step(t, D)
         if t == steps:

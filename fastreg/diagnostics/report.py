@@ -12,7 +12,10 @@ For the run's newest checkpoint (G and D as in training, on copies in training m
    each G also with instance noise on D's inputs;
 5. with a second run, Roth et al. 2017's cross-test.
 
-Writes ``diagnostics.json`` (every number), PNG figures and ``report.md`` into ``out``.
+Writes into ``out`` the figures of the single diagnostics under their names (``histograms.png``,
+``interpolation.png``, ``vanishing.png``, with a second run ``cross-test.png``), ``diagnostics.json``
+(every number) and ``report.md``. Shows a bar over these stages on a terminal and prints a line per
+finished stage when stdout is not one.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import plots
+from ..progress import Stages
 from ..metrics.evaluation import Evaluator, describe, real_images
 from ..train import build
 from ..train.checkpoint import DamagedCheckpointError, list_checkpoints, load_checkpoint
@@ -56,30 +60,39 @@ def diagnose(run_dir: str, out: str | None = None, other: str | None = None,
     out = out or os.path.join(run_dir, "diagnostics")
     os.makedirs(out, exist_ok=True)
     overrides = {"device": device} if device else {}
-    trainer = load_trainer(run_dir, overrides=overrides)
-    c = trainer.config
-    G, D = (copy.deepcopy(m).train() for m in (trainer.G, trainer.D))
-    real = RealSampler(trainer.real.dataset, o.seed)
-    results = {"run": run_dir, "step": trainer.step, "options": vars(o)}
-
-    evaluator = Evaluator(trainer.real.dataset, c.data, c.z_dim, o.samples, o.extractor, trainer.device, o.seed,
-                          root=c.data_root)
-    results["quality"] = evaluator(lambda z: trainer.sample(z.to(trainer.device, trainer.dtype)))
-    vanishing, fresh_D = vanishing_over_checkpoints(trainer, G, real, o)
-    results["vanishing_gradients"] = {label: [r._asdict() for r in records] for label, records in vanishing.items()}
-    results.update(discriminator_views(G, D, fresh_D, real, o))
+    stages = Stages("fastreg diagnose", 5 if other else 4)
+    with stages.stage("sample quality"):
+        trainer = load_trainer(run_dir, overrides=overrides)
+        c = trainer.config
+        G, D = (copy.deepcopy(m).train() for m in (trainer.G, trainer.D))
+        real = RealSampler(trainer.real.dataset, o.seed)
+        results = {"run": run_dir, "step": trainer.step, "options": vars(o)}
+        evaluator = Evaluator(trainer.real.dataset, c.data, c.z_dim, o.samples, o.extractor, trainer.device, o.seed,
+                              root=c.data_root)
+        results["quality"] = evaluator(lambda z: trainer.sample(z.to(trainer.device, trainer.dtype)))
+    with stages.stage("vanishing gradients"):
+        vanishing, fresh_D = vanishing_over_checkpoints(trainer, G, real, o)
+        results["vanishing_gradients"] = {label: [r._asdict() for r in records] for label, records in vanishing.items()}
+    with stages.stage("D histograms and interpolation"):
+        results.update(discriminator_views(G, D, fresh_D, real, o))
     if other:
-        results["cross_test"] = cross_test_runs(trainer, G, D, load_trainer(other, overrides=overrides), o)
-        results["other"] = other
-
-    figures = {
-        "histograms": plots.plot_histograms(results["histograms"], os.path.join(out, "d_output_histograms.png")),
-        "interpolation": plots.plot_interpolation(results["interpolation"], os.path.join(out, "interpolation.png")),
-        "vanishing": plots.plot_vanishing(vanishing, os.path.join(out, "vanishing_gradients.png")),
-    }
-    with open(os.path.join(out, "diagnostics.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    return write_report(out, results, figures)
+        with stages.stage("cross-test"):
+            results["cross_test"] = cross_test_runs(trainer, G, D, load_trainer(other, overrides=overrides), o)
+            results["other"] = other
+    with stages.stage("figures and report"):
+        figures = {
+            "histograms": plots.plot_histograms(results["histograms"], os.path.join(out, "histograms.png")),
+            "interpolation": plots.plot_interpolation(results["interpolation"], os.path.join(out, "interpolation.png")),
+            "vanishing": plots.plot_vanishing(vanishing, os.path.join(out, "vanishing.png")),
+        }
+        if other:
+            figures["cross-test"] = plots.plot_cross_test(results["cross_test"], (run_dir, other),
+                                                          os.path.join(out, "cross-test.png"))
+        with open(os.path.join(out, "diagnostics.json"), "w") as f:
+            json.dump(results, f, indent=1)
+        path = write_report(out, results, figures)
+    stages.close()
+    return path
 
 
 def vanishing_over_checkpoints(trainer: Trainer, G, real: RealSampler, o: DiagnoseOptions):
@@ -98,13 +111,14 @@ def vanishing_over_checkpoints(trainer: Trainer, G, real: RealSampler, o: Diagno
         G_t = copy.deepcopy(G)
         G_t.load_state_dict(state["G"])
         torch.manual_seed(o.seed)
-        records, fresh_D = vanishing_gradients(G_t, fresh_discriminator(trainer), real, o.d_steps,
-                                               o.record_every, seed=o.seed)
+        records, fresh_D = vanishing_gradients(G_t, fresh_discriminator(trainer), real, o.d_steps, o.record_every,
+                                               seed=o.seed, desc=f"fresh D vs G at step {state['step']}")
         vanishing[f"G at step {state['step']}"] = records
         if o.noise > 0:
             torch.manual_seed(o.seed)
             vanishing[f"G at step {state['step']}, noise sigma={o.noise:g}"] = vanishing_gradients(
-                G_t, fresh_discriminator(trainer), real, o.d_steps, o.record_every, seed=o.seed, noise=o.noise)[0]
+                G_t, fresh_discriminator(trainer), real, o.d_steps, o.record_every, seed=o.seed, noise=o.noise,
+                desc=f"fresh D vs G at step {state['step']}, noise")[0]
     return vanishing, fresh_D
 
 
@@ -115,7 +129,8 @@ def discriminator_views(G, D, fresh_D, real: RealSampler, o: DiagnoseOptions) ->
     x_real, x_fake = real(o.samples), generate(G, o.samples, rng)
     fresh = f"fresh D ({o.d_steps} steps)"
     discriminators = {"run's D": D,
-                      f"run's D + {o.k} D steps": train_discriminator(copy.deepcopy(D), G, real, o.k, rng),
+                      f"run's D + {o.k} D steps": train_discriminator(copy.deepcopy(D), G, real, o.k, rng,
+                                                                      desc=f"run's D + {o.k} steps"),
                       fresh: fresh_D}
     pairs = (x_real[:PAIRS], x_fake[:PAIRS])
     return {"histograms": {label: output_histograms(logits(d, x_real), logits(d, x_fake))
@@ -142,7 +157,9 @@ def cross_test_runs(trainer: Trainer, G, D, other: Trainer, o: DiagnoseOptions, 
     G_b, D_b = (copy.deepcopy(m).train() for m in (other.G, other.D))
     result = cross_test(G, D, G_b, D_b, real, o.cross_samples, o.seed)
     return {"confusion_a": result.confusion_a._asdict(), "confusion_b": result.confusion_b._asdict(),
-            "accuracy_a": result.confusion_a.accuracy, "accuracy_b": result.confusion_b.accuracy,
+            **{f"{name}_{side}": getattr(conf, name) for side, conf in (("a", result.confusion_a),
+                                                                         ("b", result.confusion_b))
+               for name in ("balanced_accuracy", "real_rate", "fake_rate")},
             "cross_false_positive_a": result.cross_false_positive_a,
             "cross_false_positive_b": result.cross_false_positive_b,
             "samples": result.samples, "real_samples": result.real_samples}
@@ -171,14 +188,17 @@ def write_report(out: str, results: dict, figures: dict) -> str:
     if "cross_test" in results:
         x = results["cross_test"]
         lines += ["", f"## Cross-test with {results['other']} (Roth et al. 2017)", "",
-                  "| D | accuracy on real + own fakes | real called fake | own fakes called real | "
+                  f"![cross-test]({os.path.basename(figures['cross-test'])})", "",
+                  "| D | balanced accuracy | real called real | own fakes called fake | "
                   "other model's fakes called real |", "|---|---:|---:|---:|---:|"]
         for side, name in (("a", results["run"]), ("b", results["other"])):
             conf = x[f"confusion_{side}"]
-            lines.append(f"| D of {name} | {x[f'accuracy_{side}']:.3f} | {conf['real_called_fake']} | "
-                         f"{conf['fake_called_real']} | {x[f'cross_false_positive_{side}']:.3f} |")
-        lines += ["", f"{x['real_samples']} real samples, {x['samples']} samples of each generator; "
-                  "a sample is called real when D's logit is positive."]
+            lines.append(f"| D of {name} | {x[f'balanced_accuracy_{side}']:.3f} | {x[f'real_rate_{side}']:.3f} "
+                         f"({conf['real_called_real']}/{x['real_samples']}) | {x[f'fake_rate_{side}']:.3f} "
+                         f"({conf['fake_called_fake']}/{x['samples']}) | {x[f'cross_false_positive_{side}']:.3f} |")
+        lines += ["", f"{x['real_samples']} real samples, {x['samples']} samples of each generator; a sample is "
+                  "called real when D's logit is positive. Balanced accuracy: the mean of the two rates before it "
+                  "(0.5 for a D that calls everything fake, whatever the sample counts)."]
     path = os.path.join(out, "report.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -61,11 +61,12 @@ def generator_gradient_norms(G: nn.Module, D: nn.Module, z: torch.Tensor, noise:
 
 def vanishing_gradients(G: nn.Module, D: nn.Module, real: Callable[[int], torch.Tensor], d_steps: int = 500,
                         every: int = 25, batches: int = 5, batch_size: int = BATCH,
-                        seed: int = 0, noise: float = 0.0, lr: float = D_LR) -> tuple[list[GradientRecord], nn.Module]:
+                        seed: int = 0, noise: float = 0.0, lr: float = D_LR,
+                        desc: str | None = "fresh D") -> tuple[list[GradientRecord], nn.Module]:
     """Train the fresh ``D`` for ``d_steps`` (logistic loss, Adam ``lr``) against the frozen ``G``, recording
     every ``every`` steps (and at step 0); returns the records and the trained D. G's parameters are never
     updated. ``noise`` = sigma > 0: instance noise on D's inputs in training, in the gradient probe and in
-    the accuracy check (see the module docstring)."""
+    the accuracy check (see the module docstring). ``desc``: the progress bar's label (None: no bar)."""
     if every < 1 or d_steps < 0:
         raise ValueError(f"every: must be >= 1 with d_steps >= 0, got every={every}, d_steps={d_steps}")
     if not noise >= 0:
@@ -91,6 +92,6 @@ def vanishing_gradients(G: nn.Module, D: nn.Module, real: Callable[[int], torch.
 
     G.requires_grad_(True)
     train_discriminator(D, G, real, d_steps, torch.Generator().manual_seed(seed), batch_size, on_step=record,
-                        noise=noise, lr=lr)
+                        noise=noise, lr=lr, desc=desc)
     G.zero_grad(set_to_none=True)
     return records, D

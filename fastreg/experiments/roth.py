@@ -145,9 +145,10 @@ def cross(out: str, scale: Scale, data: str) -> Report:
                                            os.path.join(out, "confusion.png")))
     fp_unreg, fp_reg = x["cross_false_positive_a"], x["cross_false_positive_b"]
     report.sections += ["## Cross false-positive rates", "",
-                        "| D | accuracy on real + own fakes | other model's fakes called real |", "|---|---:|---:|",
-                        f"| unregularized (A) | {x['accuracy_a']:.3f} | {fp_unreg:.3f} |",
-                        f"| regularized (B) | {x['accuracy_b']:.3f} | {fp_reg:.3f} |", "",
+                        "| D | balanced accuracy on real + own fakes | other model's fakes called real |",
+                        "|---|---:|---:|",
+                        f"| unregularized (A) | {x['balanced_accuracy_a']:.3f} | {fp_unreg:.3f} |",
+                        f"| regularized (B) | {x['balanced_accuracy_b']:.3f} | {fp_reg:.3f} |", "",
                         f"{n_real} real samples, {n} samples of each generator."]
     report.claims = cross_claims(fp_reg, fp_unreg, seed)
     report.commands.append(("the cross-test on the two trained runs",

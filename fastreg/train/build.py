@@ -14,7 +14,8 @@ TOY_Z_DIM = 16  # latent size of the toy MLP generator (Roth et al.'s toy experi
 
 
 def device_of(config: TrainConfig, world: World | None = None) -> torch.device:
-    """The config's device; under torchrun each process takes ``cuda:LOCAL_RANK`` for auto/cuda."""
+    """The config's device; under torchrun each process takes ``cuda:LOCAL_RANK`` for auto/cuda. ConfigError
+    naming ``device`` for a CUDA device that is not there (no usable GPU, or an index past the last)."""
     name = config.device
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -22,11 +23,22 @@ def device_of(config: TrainConfig, world: World | None = None) -> torch.device:
         if name != "cuda":
             raise ConfigError(f"device: under torchrun each process uses cuda:LOCAL_RANK; pass cuda or auto, "
                               f"not {config.device!r}")
-        return torch.device("cuda", world.local_rank)
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"device: {config.device!r} is not a device ({exc})") from None
+        device = torch.device("cuda", world.local_rank)
+    else:
+        try:
+            device = torch.device(name)
+        except RuntimeError as exc:
+            raise ConfigError(f"device: {config.device!r} is not a device ({exc})") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device: {config.device!r} asks for a CUDA GPU, but none is usable here "
+                              f"(torch.cuda.is_available() is False); use --device cpu, or auto to take a GPU "
+                              f"when there is one")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"device: {config.device!r}, but only {count} CUDA device(s) are visible "
+                              f"(cuda:0 to cuda:{count - 1})")
+    return device
 
 
 def dataset_of(config: TrainConfig):

@@ -71,6 +71,10 @@ class TrainConfig:
     lr_g: float | None = field(default=None, metadata={"help": "G learning rate (variant default)"})
     betas: tuple[float, float] | None = field(default=None, metadata={"help": "Adam betas (variant default)"})
     ema: float = field(default=0.999, metadata={"help": "generator EMA decay; 0 = off"})
+    ema_warmup: bool = field(default=True, metadata={
+        "help": "ramp the EMA in: at G step t the decay is min(ema, (1 + t) / (10 + t)) (the num_updates rule of "
+                "TensorFlow's ExponentialMovingAverage), so a short run's samples and evaluations are not the "
+                "initial G's; off: the decay is ema from the first step"})
     amp: str = field(default="none", metadata={"help": "mixed precision: none, bf16, fp16"})
     dtype: str = field(default="float32", metadata={"help": "parameter dtype: float32 or float64"})
     seed: int = field(default=0, metadata={"help": "seed of torch, numpy and python"})
@@ -287,11 +291,14 @@ def load_yaml(path: str) -> TrainConfig:
 
     if not os.path.isfile(path):
         raise ConfigError(f"config: no such file {path}")
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         try:
             data = yaml.safe_load(f) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"config: {path} is not valid YAML ({exc})") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config: {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                              f"{exc.start}); save it as UTF-8") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config: {path} must hold a mapping of field: value")
     return from_dict(data)

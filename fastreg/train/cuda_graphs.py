@@ -17,8 +17,9 @@ What one graph holds
 
 What stays on the host, between replays
     - the real batch, copied into a static buffer;
-    - the schedules: sigma_t and the penalty weight (lazy factor x gamma_t or gamma_t / 2) are
-      computed on the host and written into 0-d device tensors with ``fill_`` (no sync);
+    - the schedules: sigma_t, the penalty weight (lazy factor x gamma_t or gamma_t / 2) and the EMA's
+      1 - decay_t (ramped in, ``ema_warmup``) are computed on the host and written into 0-d device
+      tensors with ``fill_`` (no sync);
     - the step counters and WGAN's critic-burst schedule (a D graph is replayed as often as the
       iteration needs);
     - the non-finite guard (``on_nonfinite=stop``): each replay's watched values are copied
@@ -96,6 +97,7 @@ class CudaGraphSteps:
         self.real = None  # static real batch, allocated at the first D step
         self.sigma = torch.zeros((), device=t.device, dtype=t.dtype)   # instance-noise sigma_t
         self.weight = torch.zeros((), device=t.device, dtype=t.dtype)  # penalty weight of this D step
+        self.ema_weight = torch.zeros((), device=t.device, dtype=t.dtype)  # 1 - EMA decay of this G step
         self.calls: dict = {}
         self.captured: dict = {}
         self.last_grads: dict = {}  # "D"/"G" -> gradients the last replayed graph wrote (for grad-norm logging)
@@ -113,8 +115,9 @@ class CudaGraphSteps:
     def g_step(self, sigma: float) -> dict:
         """One G update (and the EMA update) with sigma_t."""
         self.sigma.fill_(sigma)
+        self.ema_weight.fill_(1 - self.trainer.ema_decay())
         noise = self.sigma if self.trainer.config.noise > 0 else 0.0
-        return self._run(("G",), lambda: self.trainer.g_update(noise))
+        return self._run(("G",), lambda: self.trainer.g_update(noise, self.ema_weight))
 
     def _run(self, key: tuple, body) -> dict:
         """Warm up (eager, side stream), capture once, then replay the graph of ``key``."""

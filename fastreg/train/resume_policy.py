@@ -52,7 +52,7 @@ FIXED = {
     "batch_size": "the saved data position and random streams are per batch",
     "n_critic": _RECIPE + "; the D-step counter (lazy regularization) counts its steps",
     "optimizer": "the checkpoint's optimizer states are the run's optimizer's",
-    "ema": "the EMA generator was averaged with it", "amp": "the saved GradScaler state and the numerics",
+    "ema": "the EMA generator was averaged with it", "ema_warmup": "the EMA generator was averaged with it", "amp": "the saved GradScaler state and the numerics",
     "dtype": "the checkpoint's tensors are in it",
     "seed": "the random streams continue from the checkpoint's saved states, not from a seed",
     "out": "a resumed run continues in its own folder (to branch it, copy the folder and resume the copy)",

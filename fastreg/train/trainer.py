@@ -30,7 +30,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from .. import losses, models, regularizers, schedules
+from .. import losses, models, progress, regularizers, schedules
 from ..regularizer_table import REGULARIZERS
 from ..metrics.evaluation import Evaluator, describe
 from . import build, cuda_graphs, distributed, resume_policy, run_lock
@@ -294,8 +294,18 @@ class Trainer:
             return self.graphs.g_step(self.sigma(self.step))
         return self.g_update(self.sigma(self.step))
 
-    def g_update(self, sigma) -> dict:
-        """The G step's body; ``sigma`` is sigma_t, a number or (captured step) a 0-d device tensor."""
+    def ema_decay(self) -> float:
+        """The generator EMA's decay for the update after G step t = ``self.step`` (0-based):
+        ``min(ema, (1 + t) / (10 + t))`` with ``ema_warmup`` (TensorFlow's ExponentialMovingAverage with
+        num_updates), else ``ema``. The ramp starts at 0.1 and reaches 0.999 at t = 8990; after T steps the
+        initial G's weight in the EMA is prod_t decay_t (9! T! / (T + 9)!, 6e-16 at T = 200, instead of
+        0.999^200 = 0.82 without it)."""
+        c = self.config
+        return min(c.ema, (1 + self.step) / (10 + self.step)) if c.ema_warmup else c.ema
+
+    def g_update(self, sigma, ema_weight=None) -> dict:
+        """The G step's body; ``sigma`` is sigma_t, a number or (captured step) a 0-d device tensor, and
+        ``ema_weight`` the EMA's 1 - decay_t (default: from :meth:`ema_decay`; a captured step: a 0-d tensor)."""
         self.D.requires_grad_(False)
         try:
             with self.autocast():
@@ -305,7 +315,7 @@ class Trainer:
         finally:
             self.D.requires_grad_(True)
         if self.G_ema is not None:
-            _update_ema(self.G_ema, self.G, self.config.ema)
+            _update_ema(self.G_ema, self.G, 1 - self.ema_decay() if ema_weight is None else ema_weight)
         return {"g_loss": loss.detach()}
 
     def lens_step(self) -> None:
@@ -356,18 +366,20 @@ class Trainer:
         offending step's diagnostics; the newest checkpoint is then the last good one.
         """
         c, main = self.config, self.world.is_main
+        if self.step >= c.steps:  # a resume asking for no more steps: say so, change nothing
+            if main:
+                print(f"fastreg: nothing to train: {c.out} is at step {self.step} and steps is {c.steps} (give "
+                      f"--steps above {self.step} to continue it)", flush=True)
+            return c.out
         if main:
             os.makedirs(c.out, exist_ok=True)
             save_yaml(c, os.path.join(c.out, "config.yaml"))
         log = MetricsLog(c.out, resumed_at=self.step) if main else None  # drops records after the checkpoint
-        start, window = time.perf_counter(), _Window(self.device)
-        from tqdm.auto import tqdm
-
+        start, window, first_step = time.perf_counter(), _Window(self.device), self.step
         if main:
-            tqdm.write(f"{os.path.basename(c.out)}: {build.describe_networks(c)}")
-
-        bar = tqdm(range(self.step, c.steps), initial=self.step, total=c.steps, desc=os.path.basename(c.out),
-                   unit="step", dynamic_ncols=True, disable=None if main else True)
+            print(f"{os.path.basename(c.out)}: {build.describe_networks(c)}", flush=True)
+        bar = progress.bar(range(self.step, c.steps), initial=self.step, total=c.steps, desc=os.path.basename(c.out),
+                           unit="step", **({} if main else {"disable": True}))
         postfix = {}  # losses, and the latest FID/KID (or toy metrics) once evaluated
         try:
             for _ in bar:
@@ -381,6 +393,8 @@ class Trainer:
                         log.write(record)
                         postfix.update(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}")
                         bar.set_postfix(postfix)
+                        progress.plain_line(f"{c.out} step {self.step}/{c.steps}: d_loss {record['d_loss']:.4g} "
+                                            f"g_loss {record['g_loss']:.4g} ({record['wall_time']:.0f} s)")
                 if main and (self.step % c.sample_every == 0 or self.step == c.steps):
                     self.save_samples()
                 if self.step % c.checkpoint_every == 0 or self.step == c.steps:
@@ -397,7 +411,18 @@ class Trainer:
             bar.close()
             if log is not None:
                 log.close()
+        if main:
+            print(self.summary_line(first_step, time.perf_counter() - start, record), flush=True)
         return c.out
+
+    def summary_line(self, first_step: int, seconds: float, record: dict) -> str:
+        """The one line a finished :meth:`train` prints: steps, time, final losses, where the outputs are."""
+        c = self.config
+        newest = list_checkpoints(c.out)
+        return (f"fastreg: trained {c.out} from step {first_step} to {self.step} in {seconds:.0f} s "
+                f"({(self.step - first_step) / max(seconds, 1e-9):.1f} steps/s); last logged d_loss "
+                f"{record['d_loss']:.4g}, g_loss {record['g_loss']:.4g}; samples in {os.path.join(c.out, 'samples')}, "
+                f"checkpoint {newest[-1] if newest else 'none'}")
 
     def log_record(self, means: dict, wall_time: float) -> dict:
         return {"step": self.step, **means, "gamma": self.gamma(self.step) if self.reg != "none" else 0.0,
@@ -640,14 +665,15 @@ def load_trainer(run_dir: str, checkpoint: str | None = None, overrides: dict | 
 # --- helpers ------------------------------------------------------------------------------------
 
 def _evaluation_postfix(record: dict) -> dict:
-    """Progress-bar fields of an evaluation: ``fid[<extractor>]``, ``kid[<extractor>]``, toy metrics."""
+    """Progress-bar fields of an evaluation, kept short so the bar keeps its width: ``fid``, ``kid`` (the
+    extractor is named in the evaluation's own line above the bar), ``w1`` and ``modes`` for toy data."""
     short = {}
     for key, value in record.items():
         kind, _, name = key.partition("/")
-        if kind in ("fid", "kid"):
-            short[f"{kind}[{name}]"] = f"{value:.4g}"
+        if kind in ("fid", "kid") and name:
+            short[kind] = f"{value:.3g}"
         elif key in ("wasserstein_1", "modes_covered"):
-            short[key] = f"{value:.4g}"
+            short["w1" if key == "wasserstein_1" else "modes"] = f"{value:.3g}"
     return short
 
 
@@ -722,10 +748,11 @@ def _reference_points(dataset, n: int = 1000) -> torch.Tensor | None:
 
 
 @torch.no_grad()
-def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    """p_ema <- decay * p_ema + (1 - decay) * p; buffers (BN statistics) copied."""
+def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, weight) -> None:
+    """p_ema <- (1 - weight) * p_ema + weight * p, weight = 1 - decay (a number or a 0-d tensor); buffers
+    (BN statistics) copied."""
     for p_ema, p in zip(ema.parameters(), model.parameters()):
-        p_ema.lerp_(p, 1 - decay)
+        p_ema.lerp_(p, weight)
     for b_ema, b in zip(ema.buffers(), model.buffers()):
         b_ema.copy_(b)
 
