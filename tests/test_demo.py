@@ -53,7 +53,7 @@ def test_quick_demo_writes_a_report_that_reads_itself(tmp_path):
     assert re.search(r"\*\*Verdict\*\*: .*final FID \[classifier:digits\].*\(mean [\d.e+-]+ ± [\d.e+-]+ with Roth vs "
                      r"[\d.e+-]+ ± [\d.e+-]+ without, mean ± std over seeds 0, 1\)\.", text)
     assert re.search(r"\*\*Verdict\*\*: .*final Wasserstein-1 to the mixture", text)
-    assert "| D batch norm | off | off |" in text and "| model (G and D) | dcgan | dcgan |" in text
+    assert "| D normalization | batch | batch |" in text and "| model (G and D) | dcgan | dcgan |" in text
     assert "| channel width | 8 | 8 |" in text and "| data | digits, 8x8 | digits, 8x8 |" in text
     assert "| seeds | 0, 1 | 0, 1 |" in text and "| generator steps | 4 | 4 |" in text
     assert text.count("The two sides differ in: regularizer.") == 2
