@@ -8,9 +8,8 @@
 #define FASTREG_CUDA_ARCHS ""
 #endif
 
-static struct PyModuleDef fastreg_module = {PyModuleDef_HEAD_INIT, "_C",
-                                            "fastreg compiled kernels (registered with torch.ops.fastreg)", -1,
-                                            nullptr};
+static struct PyModuleDef fastreg_module = {
+    PyModuleDef_HEAD_INIT, "_C", "fastreg compiled kernels (registered with torch.ops.fastreg)", -1, nullptr};
 
 PyMODINIT_FUNC PyInit__C(void) {
   PyObject* module = PyModule_Create(&fastreg_module);

@@ -77,7 +77,7 @@ def main() -> None:
     for name, fn in (("native", ops.grad_penalty), ("reference", reference.grad_penalty)):
         omega = regularized_d_step(D, x_real, x_fake, fn)
         grads = [p.grad.clone() for p in D.parameters()]
-        ms = median_ms(lambda: regularized_d_step(D, x_real, x_fake, fn))
+        ms = median_ms(lambda fn=fn: regularized_d_step(D, x_real, x_fake, fn))
         results[name] = (omega, grads, ms)
         print(f"{name:>9}: Omega_JS = {omega.item():.6f}   regularized D step {ms:.2f} ms (median of 30)")
 

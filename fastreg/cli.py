@@ -266,7 +266,7 @@ def fid_against_data(args: argparse.Namespace) -> dict:
         evaluator = Evaluator(trainer.real.dataset, c.data, c.z_dim, args.samples, args.extractor, trainer.device,
                               seed=c.seed if args.seed is None else args.seed, root=c.data_root)
         evaluators.setdefault(c.data, evaluator)
-        result = evaluator(lambda z: trainer.sample(z.to(trainer.device, trainer.dtype)))
+        result = evaluator(lambda z, t=trainer: t.sample(z.to(t.device, t.dtype)))
         results[run] = {"step": trainer.step, "samples": args.samples, **_provenance(evaluator), **result}
         print(f"{run} (step {trainer.step}; {args.samples} generated): {describe(result)}")
     if args.floor:

@@ -94,12 +94,13 @@ def demo_configs(out: str, budget: DemoBudget) -> dict[str, TrainConfig]:
     return runs
 
 
-def run_demo(out: str = "runs/demo", budget: DemoBudget = DemoBudget()) -> str:
+def run_demo(out: str = "runs/demo", budget: DemoBudget | None = None) -> str:
     """Train every run and write the report into ``out``; returns the report's path.
 
     ``out`` must be new, empty or a previous demo's folder (see :func:`prepare_output`): the demo replaces
     only what an earlier demo wrote there and never deletes anything else.
     """
+    budget = DemoBudget() if budget is None else budget
     configs = demo_configs(out, budget)
     prepare_output(out, demo_entries(configs))
     results = {}
@@ -303,7 +304,7 @@ def samples_section(out: str, dataset: str, by_method: dict) -> list[str]:
                 "each mode's 3-sigma region (where a sample counts as high quality); grey: real samples.", "",
                 f"![plane]({os.path.basename(path)})", ""]
     lines += [shown, ""]
-    for method, r in first.items():
+    for r in first.values():
         name = os.path.basename(r["config"].out)
         lines += [f"**{name}**", "", f"![{name}]({name}/samples/step_{r['config'].steps:06d}.png)", ""]
     return lines
@@ -324,7 +325,7 @@ def run_table(dataset: str, by_method: dict) -> list[str]:
             return [final[f"fid/{DIGITS_EXTRACTOR}"], final[f"kid/{DIGITS_EXTRACTOR}"]]
         return [final["wasserstein_1"], final["modes_covered"], final["high_quality"]]
 
-    for method, runs in by_method.items():
+    for runs in by_method.values():
         for seed, r in sorted(runs.items()):
             values = [r["seconds"], r["steps_per_second"], r["d_loss"], r["g_loss"], *metrics(r), r["eval_seconds"]]
             lines.append(f"| {os.path.basename(r['config'].out)} | {seed} | {r['config'].steps} | "

@@ -102,7 +102,7 @@ def test_sigkill_while_saving_leaves_the_previous_checkpoint_loadable(tmp_path):
         try:
             if round_ == 0:
                 assert _wait_for(lambda: list_checkpoints(run), 60), "the child wrote no checkpoint"
-            mid_save = _wait_for(lambda: _temporary_written_since(folder, started), 60)
+            mid_save = _wait_for(lambda started=started: _temporary_written_since(folder, started), 60)
             time.sleep(delay)
             os.kill(child.pid, signal.SIGKILL)
         finally:

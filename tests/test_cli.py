@@ -28,7 +28,8 @@ def test_train_writes_every_output(tmp_path):
                      "--out", str(out))
     assert result.returncode == 0, result.stderr
     config = load_yaml(out / "config.yaml")
-    assert (config.variant, config.reg, config.gamma, config.gamma_anneal, config.steps) == ("ns", "roth", 2.0, 0.01, 20)
+    assert (config.variant, config.reg, config.gamma, config.gamma_anneal, config.steps) == (
+        "ns", "roth", 2.0, 0.01, 20)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [5, 10, 15, 20]
     assert records[0]["gamma"] == pytest.approx(2.0 * 0.01 ** (5 / 20))  # annealed over G iterations

@@ -63,7 +63,8 @@ def test_quick_demo_writes_a_report_that_reads_itself(tmp_path):
     # words, not keys: definitions, scale, which generator, the toy's plane picture
     assert "D gradient norm: the L2 norm of the gradient of D's loss" in text
     assert "real-data floor" in text and "KID is the unbiased polynomial-kernel MMD^2" in text
-    assert "from the EMA generator" in text and "toy3d_plane.png" in text and "projected onto the mixture's plane" in text
+    assert "from the EMA generator" in text and "toy3d_plane.png" in text
+    assert "projected onto the mixture's plane" in text
     (tmp_path / "demo" / "notes.txt").write_text("mine")  # a file the demo did not write
     (tmp_path / "demo" / "report.md").write_text("stale")
     run_demo(str(tmp_path / "demo"), QUICK)  # re-runnable over its own output, which it replaces

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from fastreg import data, losses, regularizers
-from fastreg.diagnostics import (Confusion, RealSampler, confusion, cross_test, generate, generator_gradient_norms,
+from fastreg.diagnostics import (Confusion, RealSampler, confusion, cross_test, generator_gradient_norms,
                                  interpolation_profile, output_histograms, overlap_coefficient, train_discriminator,
                                  vanishing_gradients)
 from fastreg.train.config import TrainConfig

@@ -65,7 +65,7 @@ def test_d_step_gradients_equal_one_process_on_the_concatenated_batch(reg, two_r
     for rank, measured in enumerate(two_ranks):
         for name, grad in single["grads"].items():
             torch.testing.assert_close(measured[reg]["grads"][name], grad, rtol=0, atol=1e-6,
-                                       msg=lambda m: f"{reg} rank {rank} grad {name}: {m}")
+                                       msg=lambda m, r=rank, n=name: f"{reg} rank {r} grad {n}: {m}")
             torch.testing.assert_close(measured[reg]["params"][name], single["params"][name], rtol=0, atol=1e-6)
         assert any(g.abs().max() > 1e-3 for g in single["grads"].values())  # a real gradient, not zeros
 

@@ -12,7 +12,8 @@ from fastreg import cli
 from fastreg.experiments import EXPERIMENTS, FULL, QUICK, TINY, run_all
 from fastreg.experiments.arjovsky import vanishing_claims
 from fastreg.experiments.claims import HELD, INCONCLUSIVE, NOT_HELD, TABLE_HEADER, VERDICTS, Claim, at_least, lower
-from fastreg.experiments.roth import (ARCHITECTURES, METHODS, architecture, cross_claims, noise_claims, stability_claims,
+from fastreg.experiments.roth import (ARCHITECTURES, METHODS, architecture, cross_claims, noise_claims,
+                                      stability_claims,
                                       toy_claims)
 from fastreg.experiments.runs import command, image_config, toy_config
 from fastreg.regularizer_table import REGULARIZER_FIELDS

@@ -81,7 +81,7 @@ def test_gaussian_stats_streamed_in_batches_equal_the_one_shot_fit():
     with pytest.raises(ValueError, match="^features: dimension 4"):
         streamed.update(torch.zeros(3, 4))
     with pytest.raises(ValueError, match="^features: needs at least 2 rows"):
-        GaussianStats.of(torch.zeros(1, 5)).covariance
+        _ = GaussianStats.of(torch.zeros(1, 5)).covariance
 
 
 def test_imaginary_residue_reports_dropped_negative_eigenvalues():

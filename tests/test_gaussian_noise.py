@@ -4,7 +4,6 @@ import pytest
 import torch
 
 import fastreg
-from fastreg import reference
 
 from random_checks import as_numpy, assert_no_serial_dependence, assert_standard_normal, assert_uncorrelated
 

@@ -52,7 +52,7 @@ def assert_matches_reference(g, v, **kwargs):
     ref = value_and_grads(reference.grad_penalty, g, v, **kwargs)
     rtol, atol = TOLERANCES[g.dtype]
     for name, a, b in zip(("value", "d/dgrad", "d/dlogits"), native, ref):
-        torch.testing.assert_close(a.double(), b.double(), rtol=rtol, atol=atol, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(a.double(), b.double(), rtol=rtol, atol=atol, msg=lambda m, n=name: f"{n}: {m}")
 
 
 @pytest.mark.parametrize("device", DEVICES)

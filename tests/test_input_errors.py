@@ -32,8 +32,8 @@ def test_missing_data_path_exits_2_naming_it(tmp_path):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--data", "mnist", "--data-root", "{tmp}/nowhere"], "invalid config: data_root: no 'mnist' data at {tmp}/nowhere: MNIST not found: looked in "
-                          "{tmp}/nowhere/MNIST/raw"),
+    (["--data", "mnist", "--data-root", "{tmp}/nowhere"],
+     "invalid config: data_root: no 'mnist' data at {tmp}/nowhere: MNIST not found: looked in {tmp}/nowhere/MNIST/raw"),
     (["--config", "{tmp}/missing.yaml"], "invalid config: config: no such file {tmp}/missing.yaml"),
     (["--resume", "{tmp}/no-run"], "resume: run folder {tmp}/no-run does not exist"),
     (["--data", "digits", "--batch-size", "5000"], "invalid config: batch_size: 5000 exceeds the dataset's 1797"),

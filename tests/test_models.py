@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from fastreg import models, regularizers
+from fastreg import models
 
 RES = [8, 16, 32, 64]
 
@@ -75,7 +75,7 @@ def test_parameter_counts_of_the_default_models(capsys):
     }
     with capsys.disabled():
         print()
-        for name, (model, expected) in table.items():
+        for name, (model, _) in table.items():
             print(f"  {name:40s} {models.count_parameters(model):>12,d}")
     for name, (model, expected) in table.items():
         assert models.count_parameters(model) == expected, name

@@ -100,7 +100,8 @@ def test_huge_learning_rate_stop_exits_non_zero_naming_the_tensor(tmp_path):
     train(TrainConfig(**TOY, variant="lsgan", steps=4, checkpoint_every=2, out=str(out)))
     result = subprocess.run([sys.executable, "-m", "fastreg", "train", "--resume", str(out), "--steps", "10",
                              "--lr-d", "1e20"],
-                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"})
+                            capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 3, result.stderr
     assert "Traceback" not in result.stderr
     assert "stopped (--on-nonfinite stop): non-finite g_loss = inf at step 4" in result.stderr

@@ -46,17 +46,16 @@ struct GradPenaltyArgs {
 };
 
 // Validates the op's inputs and returns the parsed arguments.
-inline GradPenaltyArgs check_grad_penalty_args(const at::Tensor& grad,
-                                               const std::optional<at::Tensor>& logits,
-                                               std::string_view weight, int64_t num_real,
-                                               std::string_view norm, double target) {
+inline GradPenaltyArgs check_grad_penalty_args(const at::Tensor& grad, const std::optional<at::Tensor>& logits,
+                                               std::string_view weight, int64_t num_real, std::string_view norm,
+                                               double target) {
   GradPenaltyArgs args{parse_weight(weight), parse_norm(norm), 0, 0, num_real, target};
   TORCH_CHECK_VALUE(grad.dim() >= 1, "grad_penalty: grad must have a batch dimension [B, ...], got a 0-d tensor");
   args.rows = grad.size(0);
   TORCH_CHECK_VALUE(args.rows > 0, "grad_penalty: grad has an empty batch (B = 0)");
   args.row_len = args.rows == 0 ? 0 : grad.numel() / args.rows;
-  TORCH_CHECK_VALUE(at::isFloatingType(grad.scalar_type()),
-                    "grad_penalty: grad must be floating point, got ", grad.scalar_type());
+  TORCH_CHECK_VALUE(at::isFloatingType(grad.scalar_type()), "grad_penalty: grad must be floating point, got ",
+                    grad.scalar_type());
   TORCH_CHECK_VALUE(num_real >= 0 && num_real <= args.rows, "grad_penalty: num_real must lie in [0, B] = [0, ",
                     args.rows, "], got ", num_real);
   if (weight_needs_logits(args.weight)) {
@@ -65,10 +64,10 @@ inline GradPenaltyArgs check_grad_penalty_args(const at::Tensor& grad,
   }
   if (logits.has_value() && logits->defined()) {
     const at::Tensor& v = *logits;
-    TORCH_CHECK_VALUE(v.dim() == 1 && v.size(0) == args.rows, "grad_penalty: logits must have shape [B] = [",
-                      args.rows, "], got ", v.sizes());
-    TORCH_CHECK_VALUE(v.device() == grad.device(), "grad_penalty: logits is on ", v.device(),
-                      " but grad is on ", grad.device());
+    TORCH_CHECK_VALUE(v.dim() == 1 && v.size(0) == args.rows, "grad_penalty: logits must have shape [B] = [", args.rows,
+                      "], got ", v.sizes());
+    TORCH_CHECK_VALUE(v.device() == grad.device(), "grad_penalty: logits is on ", v.device(), " but grad is on ",
+                      grad.device());
     TORCH_CHECK_VALUE(v.scalar_type() == grad.scalar_type(), "grad_penalty: logits has dtype ", v.scalar_type(),
                       " but grad has dtype ", grad.scalar_type());
   }
@@ -76,9 +75,7 @@ inline GradPenaltyArgs check_grad_penalty_args(const at::Tensor& grad,
 }
 
 // Accumulation type: float for float/half/bfloat16, double for double.
-inline at::ScalarType accumulate_type(at::ScalarType t) {
-  return t == at::kDouble ? at::kDouble : at::kFloat;
-}
+inline at::ScalarType accumulate_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
 // Validates the backward's own inputs (after check_grad_penalty_args): grad_value a one-element tensor and
 // row_norms [B] in the accumulation dtype, both on grad's device (a meta or other-device tensor among CPU
@@ -93,8 +90,8 @@ inline void check_grad_penalty_backward_args(const at::Tensor& grad_value, const
                         row_norms.scalar_type() == accumulate_type(grad.scalar_type()),
                     "grad_penalty_backward: row_norms must be [B] = [", rows, "] in the accumulation dtype ",
                     accumulate_type(grad.scalar_type()), ", got ", row_norms.sizes(), " ", row_norms.scalar_type());
-  TORCH_CHECK_VALUE(row_norms.device() == grad.device(), "grad_penalty_backward: row_norms is on ",
-                    row_norms.device(), " but grad is on ", grad.device());
+  TORCH_CHECK_VALUE(row_norms.device() == grad.device(), "grad_penalty_backward: row_norms is on ", row_norms.device(),
+                    " but grad is on ", grad.device());
 }
 
 }  // namespace fastreg

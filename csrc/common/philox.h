@@ -64,8 +64,7 @@ FASTREG_HD_INLINE void mul_hi_lo(uint32_t a, uint32_t b, uint32_t& hi, uint32_t&
 }
 
 // One Philox round on the counter words, in place.
-FASTREG_HD_INLINE void philox_round(uint32_t& c0, uint32_t& c1, uint32_t& c2, uint32_t& c3, uint32_t k0,
-                                    uint32_t k1) {
+FASTREG_HD_INLINE void philox_round(uint32_t& c0, uint32_t& c1, uint32_t& c2, uint32_t& c3, uint32_t k0, uint32_t k1) {
   uint32_t hi0, lo0, hi1, lo1;
   mul_hi_lo(kPhiloxM0, c0, hi0, lo0);
   mul_hi_lo(kPhiloxM1, c2, hi1, lo1);

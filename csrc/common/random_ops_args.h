@@ -20,19 +20,18 @@ inline bool is_valid_sigma(double sigma) { return sigma >= 0.0 && std::isfinite(
 // Checks x, the scalar sigma and the per-row sigma_rows of gaussian_noise.
 // Values of sigma_rows are checked by the CPU kernel only (on CUDA that would
 // need a device-to-host copy; the CUDA kernel turns such rows into NaN).
-inline void check_gaussian_noise_args(const at::Tensor& x, const std::optional<at::Tensor>& sigma_rows,
-                                      double sigma) {
+inline void check_gaussian_noise_args(const at::Tensor& x, const std::optional<at::Tensor>& sigma_rows, double sigma) {
   TORCH_CHECK_VALUE(is_supported_float(x.scalar_type()),
                     "gaussian_noise: x must be float64, float32, float16 or bfloat16, got ", x.scalar_type());
   TORCH_CHECK_VALUE(is_valid_sigma(sigma), "gaussian_noise: sigma must be finite and non-negative, got ", sigma);
   if (!sigma_rows.has_value() || !sigma_rows->defined()) return;
   const at::Tensor& s = *sigma_rows;
-  TORCH_CHECK_VALUE(x.dim() >= 1, "gaussian_noise: a per-sample sigma needs x with a batch dimension [B, ...], "
-                                  "got a 0-d x");
-  TORCH_CHECK_VALUE(s.dim() == 1 && s.size(0) == x.size(0), "gaussian_noise: sigma must have shape [B] = [",
-                    x.size(0), "] (one value per sample of x), got ", s.sizes());
-  TORCH_CHECK_VALUE(s.device() == x.device(), "gaussian_noise: sigma is on ", s.device(), " but x is on ",
-                    x.device());
+  TORCH_CHECK_VALUE(x.dim() >= 1,
+                    "gaussian_noise: a per-sample sigma needs x with a batch dimension [B, ...], "
+                    "got a 0-d x");
+  TORCH_CHECK_VALUE(s.dim() == 1 && s.size(0) == x.size(0), "gaussian_noise: sigma must have shape [B] = [", x.size(0),
+                    "] (one value per sample of x), got ", s.sizes());
+  TORCH_CHECK_VALUE(s.device() == x.device(), "gaussian_noise: sigma is on ", s.device(), " but x is on ", x.device());
   TORCH_CHECK_VALUE(at::isFloatingType(s.scalar_type()), "gaussian_noise: sigma must be floating point, got ",
                     s.scalar_type());
 }
@@ -42,8 +41,9 @@ inline void check_random_interpolate_args(const at::Tensor& x_real, const at::Te
   TORCH_CHECK_VALUE(is_supported_float(x_real.scalar_type()),
                     "random_interpolate: x_real must be float64, float32, float16 or bfloat16, got ",
                     x_real.scalar_type());
-  TORCH_CHECK_VALUE(x_real.dim() >= 1, "random_interpolate: x_real must have a batch dimension [B, ...], got a 0-d "
-                                       "tensor");
+  TORCH_CHECK_VALUE(x_real.dim() >= 1,
+                    "random_interpolate: x_real must have a batch dimension [B, ...], got a 0-d "
+                    "tensor");
   TORCH_CHECK_VALUE(x_real.size(0) > 0, "random_interpolate: x_real has an empty batch (B = 0)");
   TORCH_CHECK_VALUE(x_fake.sizes() == x_real.sizes(), "random_interpolate: x_fake has shape ", x_fake.sizes(),
                     " but x_real has shape ", x_real.sizes());

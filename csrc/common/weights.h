@@ -40,9 +40,7 @@ enum class WeightKind : int {
 };
 
 // True when the weight depends on the logit, i.e. the op needs `logits`.
-FASTREG_HD bool weight_needs_logits(WeightKind kind) {
-  return kind != WeightKind::kOne;
-}
+FASTREG_HD bool weight_needs_logits(WeightKind kind) { return kind != WeightKind::kOne; }
 
 // True when w(v) is a constant, so w'(v) is identically 0 (not just 0 at this v).
 FASTREG_HD bool weight_is_constant(WeightKind kind) {

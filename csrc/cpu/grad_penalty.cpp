@@ -28,9 +28,7 @@ namespace {
 // Elements per parallel task: keeps tiny batches on one thread.
 constexpr int64_t kGrainElements = 1 << 15;
 
-int64_t row_grain(int64_t row_len) {
-  return std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, row_len));
-}
+int64_t row_grain(int64_t row_len) { return std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, row_len)); }
 
 // out_j = scale * x_j over one row.
 template <typename scalar_t, typename acc_t>
@@ -120,8 +118,8 @@ const at::Tensor* defined_or_null(const std::optional<at::Tensor>& t) {
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> grad_penalty_cpu(const at::Tensor& grad, const std::optional<at::Tensor>& logits,
-                                                    std::string_view weight, int64_t num_real,
-                                                    std::string_view norm, double target) {
+                                                    std::string_view weight, int64_t num_real, std::string_view norm,
+                                                    double target) {
   const GradPenaltyArgs a = check_grad_penalty_args(grad, logits, weight, num_real, norm, target);
   const at::Tensor g = grad.contiguous();
   const at::Tensor* maybe_v = defined_or_null(logits);
@@ -130,15 +128,15 @@ std::tuple<at::Tensor, at::Tensor> grad_penalty_cpu(const at::Tensor& grad, cons
   at::Tensor norms = at::empty({a.rows}, grad.options().dtype(accumulate_type(grad.scalar_type())));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "grad_penalty_cpu", [&] {
     forward_kernel<scalar_t>(a, g.const_data_ptr<scalar_t>(), v.defined() ? v.const_data_ptr<scalar_t>() : nullptr,
-                             value.mutable_data_ptr<scalar_t>(),
-                             norms.mutable_data_ptr<at::opmath_type<scalar_t>>());
+                             value.mutable_data_ptr<scalar_t>(), norms.mutable_data_ptr<at::opmath_type<scalar_t>>());
   });
   return {value, norms};
 }
 
-std::tuple<at::Tensor, at::Tensor> grad_penalty_backward_cpu(
-    const at::Tensor& grad_value, const at::Tensor& grad, const std::optional<at::Tensor>& logits,
-    const at::Tensor& row_norms, std::string_view weight, int64_t num_real, std::string_view norm, double target) {
+std::tuple<at::Tensor, at::Tensor> grad_penalty_backward_cpu(const at::Tensor& grad_value, const at::Tensor& grad,
+                                                             const std::optional<at::Tensor>& logits,
+                                                             const at::Tensor& row_norms, std::string_view weight,
+                                                             int64_t num_real, std::string_view norm, double target) {
   const GradPenaltyArgs a = check_grad_penalty_args(grad, logits, weight, num_real, norm, target);
   check_grad_penalty_backward_args(grad_value, grad, row_norms, a.rows);
   const at::Tensor g = grad.contiguous();
@@ -149,8 +147,7 @@ std::tuple<at::Tensor, at::Tensor> grad_penalty_backward_cpu(
   at::Tensor d_logits = v.defined() ? at::empty_like(v) : at::empty({0}, grad.options());
   const double go = grad_value.item<double>();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "grad_penalty_backward_cpu", [&] {
-    backward_kernel<scalar_t>(a, go, g.const_data_ptr<scalar_t>(),
-                              v.defined() ? v.const_data_ptr<scalar_t>() : nullptr,
+    backward_kernel<scalar_t>(a, go, g.const_data_ptr<scalar_t>(), v.defined() ? v.const_data_ptr<scalar_t>() : nullptr,
                               n.const_data_ptr<at::opmath_type<scalar_t>>(), d_grad.mutable_data_ptr<scalar_t>(),
                               v.defined() ? d_logits.mutable_data_ptr<scalar_t>() : nullptr);
   });

@@ -58,7 +58,7 @@ inline void philox_lanes_scalar(const PhiloxStream& stream, uint64_t first_block
 // lanes (as 64-bit products); shifting a right by 32 bits brings the odd lanes
 // into place for a second one; blends put each product's halves back.
 __attribute__((target("avx512f"), always_inline)) inline void mul_hi_lo_avx512(__m512i a, __m512i m, __m512i& hi,
-                                                                              __m512i& lo) {
+                                                                               __m512i& lo) {
   const __m512i even = _mm512_mul_epu32(a, m);
   const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);
   hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
@@ -81,8 +81,8 @@ inline bool group_word_wraps(uint64_t first_block) {
 
 // kLanes blocks, 16 per AVX-512 vector.
 __attribute__((target("avx512f"), always_inline)) inline void philox_lanes_avx512(const PhiloxStream& stream,
-                                                                                 uint64_t first_block,
-                                                                                 LaneWords& out) {
+                                                                                  uint64_t first_block,
+                                                                                  LaneWords& out) {
   if (group_word_wraps(first_block)) return philox_lanes_scalar(stream, first_block, out);
   constexpr int kWidth = 16;
   constexpr int kVectors = kLanes / kWidth;

@@ -269,8 +269,8 @@ std::tuple<at::Tensor, at::Tensor> random_interpolate_cpu(const at::Tensor& x_re
   at::Tensor eps = at::empty({rows}, x_real.options().dtype(at::toOpMathType(x_real.scalar_type())));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x_real.scalar_type(), "random_interpolate_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    random_interpolate_kernel<scalar_t>(stream, real.const_data_ptr<scalar_t>(), fake.const_data_ptr<scalar_t>(),
-                                        rows, real.numel() / rows, eps.mutable_data_ptr<acc_t>(),
+    random_interpolate_kernel<scalar_t>(stream, real.const_data_ptr<scalar_t>(), fake.const_data_ptr<scalar_t>(), rows,
+                                        real.numel() / rows, eps.mutable_data_ptr<acc_t>(),
                                         out.mutable_data_ptr<scalar_t>());
   });
   return {out, eps};

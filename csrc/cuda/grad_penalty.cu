@@ -88,9 +88,8 @@ __global__ void partial_sum_of_squares_kernel(const scalar_t* __restrict__ g, in
 // The chunk sums of a row and the rows' terms are added in double (wide_sum_t), so neither
 // the row length nor the batch size grows the float error (common/sum_of_squares.h).
 template <typename scalar_t, typename acc_t>
-__global__ void finalize_value_kernel(const acc_t* __restrict__ partial, int64_t chunks,
-                                      const scalar_t* __restrict__ v, GradPenaltyArgs a, acc_t* __restrict__ norms,
-                                      scalar_t* __restrict__ value) {
+__global__ void finalize_value_kernel(const acc_t* __restrict__ partial, int64_t chunks, const scalar_t* __restrict__ v,
+                                      GradPenaltyArgs a, acc_t* __restrict__ norms, scalar_t* __restrict__ value) {
   wide_sum_t acc = 0;
   for (int64_t i = threadIdx.x; i < a.rows; i += blockDim.x) {
     wide_sum_t row_sum = 0;
@@ -107,8 +106,8 @@ __global__ void finalize_value_kernel(const acc_t* __restrict__ partial, int64_t
 
 template <typename scalar_t, typename acc_t>
 __global__ void row_coefficients_kernel(const scalar_t* __restrict__ grad_value, const scalar_t* __restrict__ v,
-                                        const acc_t* __restrict__ norms, GradPenaltyArgs a,
-                                        acc_t* __restrict__ coef, scalar_t* __restrict__ d_v) {
+                                        const acc_t* __restrict__ norms, GradPenaltyArgs a, acc_t* __restrict__ coef,
+                                        scalar_t* __restrict__ d_v) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= a.rows) return;
   const acc_t scale = static_cast<acc_t>(*grad_value) / static_cast<acc_t>(a.rows);
@@ -118,8 +117,8 @@ __global__ void row_coefficients_kernel(const scalar_t* __restrict__ grad_value,
   const WeightAndSlope<acc_t> ws = weight_and_slope<acc_t>(a.weight, vi, i < a.num_real);
   coef[i] = grad_row_scale<acc_t>(a.norm, scale, ws.w, sum_sq, target);
   if (d_v) {
-    d_v[i] = static_cast<scalar_t>(
-        logit_grad<acc_t>(a.weight, scale, ws.dw, norm_penalty<acc_t>(a.norm, sum_sq, target)));
+    d_v[i] =
+        static_cast<scalar_t>(logit_grad<acc_t>(a.weight, scale, ws.dw, norm_penalty<acc_t>(a.norm, sum_sq, target)));
   }
 }
 
@@ -145,8 +144,8 @@ at::Tensor contiguous_logits(const std::optional<at::Tensor>& logits) {
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> grad_penalty_cuda(const at::Tensor& grad, const std::optional<at::Tensor>& logits,
-                                                     std::string_view weight, int64_t num_real,
-                                                     std::string_view norm, double target) {
+                                                     std::string_view weight, int64_t num_real, std::string_view norm,
+                                                     double target) {
   const GradPenaltyArgs a = check_grad_penalty_args(grad, logits, weight, num_real, norm, target);
   const c10::cuda::CUDAGuard guard(grad.device());
   const at::Tensor g = grad.contiguous();
@@ -170,9 +169,10 @@ std::tuple<at::Tensor, at::Tensor> grad_penalty_cuda(const at::Tensor& grad, con
   return {value, norms};
 }
 
-std::tuple<at::Tensor, at::Tensor> grad_penalty_backward_cuda(
-    const at::Tensor& grad_value, const at::Tensor& grad, const std::optional<at::Tensor>& logits,
-    const at::Tensor& row_norms, std::string_view weight, int64_t num_real, std::string_view norm, double target) {
+std::tuple<at::Tensor, at::Tensor> grad_penalty_backward_cuda(const at::Tensor& grad_value, const at::Tensor& grad,
+                                                              const std::optional<at::Tensor>& logits,
+                                                              const at::Tensor& row_norms, std::string_view weight,
+                                                              int64_t num_real, std::string_view norm, double target) {
   const GradPenaltyArgs a = check_grad_penalty_args(grad, logits, weight, num_real, norm, target);
   check_grad_penalty_backward_args(grad_value, grad, row_norms, a.rows);
   const auto acc_type = accumulate_type(grad.scalar_type());
@@ -190,13 +190,12 @@ std::tuple<at::Tensor, at::Tensor> grad_penalty_backward_cuda(
     using acc_t = at::opmath_type<scalar_t>;
     const int coef_blocks = static_cast<int>((a.rows + kThreads - 1) / kThreads);
     row_coefficients_kernel<scalar_t, acc_t><<<coef_blocks, kThreads, 0, stream>>>(
-        go.const_data_ptr<scalar_t>(), v.defined() ? v.const_data_ptr<scalar_t>() : nullptr,
-        n.const_data_ptr<acc_t>(), a, coef.mutable_data_ptr<acc_t>(),
-        v.defined() ? d_logits.mutable_data_ptr<scalar_t>() : nullptr);
+        go.const_data_ptr<scalar_t>(), v.defined() ? v.const_data_ptr<scalar_t>() : nullptr, n.const_data_ptr<acc_t>(),
+        a, coef.mutable_data_ptr<acc_t>(), v.defined() ? d_logits.mutable_data_ptr<scalar_t>() : nullptr);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
-    scale_rows_kernel<scalar_t, acc_t><<<a.rows * split.chunks, kThreads, 0, stream>>>(
-        g.const_data_ptr<scalar_t>(), coef.const_data_ptr<acc_t>(), a.row_len, split,
-        d_grad.mutable_data_ptr<scalar_t>());
+    scale_rows_kernel<scalar_t, acc_t>
+        <<<a.rows * split.chunks, kThreads, 0, stream>>>(g.const_data_ptr<scalar_t>(), coef.const_data_ptr<acc_t>(),
+                                                         a.row_len, split, d_grad.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {d_grad, d_logits};

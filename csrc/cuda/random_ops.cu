@@ -22,10 +22,10 @@
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
-#include <ATen/cuda/detail/UnpackRaw.cuh>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
+#include <ATen/cuda/detail/UnpackRaw.cuh>
 
 #include <algorithm>
 #include <cmath>
@@ -194,8 +194,8 @@ at::Tensor gaussian_noise_cuda(const at::Tensor& x, const std::optional<at::Tens
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gaussian_noise_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     constexpr int K = NormalsOfBlock<acc_t>::kCount;
-    const bool vectorized = is_aligned_for_pack<scalar_t, K>(xc.const_data_ptr()) &&
-                            is_aligned_for_pack<scalar_t, K>(out.const_data_ptr());
+    const bool vectorized =
+        is_aligned_for_pack<scalar_t, K>(xc.const_data_ptr()) && is_aligned_for_pack<scalar_t, K>(out.const_data_ptr());
     gaussian_noise_kernel<scalar_t, acc_t><<<grid_size((n + K - 1) / K), kThreads, 0, stream>>>(
         xc.const_data_ptr<scalar_t>(), n, per_row ? s.const_data_ptr<acc_t>() : nullptr, static_cast<acc_t>(sigma),
         row_len, philox, vectorized, out.mutable_data_ptr<scalar_t>());

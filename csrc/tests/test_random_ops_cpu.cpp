@@ -73,7 +73,7 @@ void test_philox_known_answers() {
 
 #if FASTREG_X86_SIMD
 __attribute__((target("avx512f"))) void lanes_avx512(const fastreg::PhiloxStream& s, uint64_t first,
-                                                      fastreg::cpu::LaneWords& w) {
+                                                     fastreg::cpu::LaneWords& w) {
   fastreg::cpu::philox_lanes_avx512(s, first, w);
 }
 __attribute__((target("avx2"))) void lanes_avx2(const fastreg::PhiloxStream& s, uint64_t first,
@@ -181,10 +181,14 @@ void test_log_accuracy() {
 template <typename T>
 std::pair<T, T> rotate(T sin_a, T cos_a, uint64_t q) {
   switch (q & 3) {
-    case 0: return {sin_a, cos_a};
-    case 1: return {cos_a, -sin_a};
-    case 2: return {-sin_a, -cos_a};
-    default: return {-cos_a, sin_a};
+    case 0:
+      return {sin_a, cos_a};
+    case 1:
+      return {cos_a, -sin_a};
+    case 2:
+      return {-sin_a, -cos_a};
+    default:
+      return {-cos_a, sin_a};
   }
 }
 

@@ -25,5 +25,6 @@ from .report import DiagnoseOptions, diagnose
 from .vanishing import GradientRecord, generator_gradient_norms, vanishing_gradients
 
 __all__ = ["Confusion", "CrossTest", "DiagnoseOptions", "GradientRecord", "RealSampler", "confusion", "cross_test",
-           "cross_test_command", "diagnose", "histograms_command", "interpolation_command", "vanishing_command", "discriminator_loss", "generate", "generator_gradient_norms", "interpolation_profile", "logits",
+           "cross_test_command", "diagnose", "histograms_command", "interpolation_command", "vanishing_command",
+           "discriminator_loss", "generate", "generator_gradient_norms", "interpolation_profile", "logits",
            "output_histograms", "overlap_coefficient", "train_discriminator", "vanishing_gradients"]

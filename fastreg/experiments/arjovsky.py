@@ -81,12 +81,14 @@ def vanishing(out: str, scale: Scale, data: str) -> Report:
         records[kind][f"{epochs} epochs"] = result
     for kind, runs in records.items():
         if runs:
+            figure = os.path.join(out, f"vanishing_{kind.replace(' ', '_')}.png")
             report.figure(f"G gradient norms vs fresh-D iterations, {kind} (log scale; left: original cost, right: "
-                          "-log D):", plots.plot_vanishing(runs, os.path.join(out, f"vanishing_{kind.replace(' ', '_')}.png")))
+                          "-log D):", plots.plot_vanishing(runs, figure))
     summary = {kind: {label: ratios(r) for label, r in runs.items()} for kind, runs in records.items()}
     report.sections += ["## First and last record", "",
-                        "| fresh D | G after | minimax norm: start -> end (end/peak) | -log D norm: start -> end (end/peak) "
-                        "| -log D relative spread: start -> end | D accuracy at end |", "|---|---|---|---|---|---:|"]
+                        "| fresh D | G after | minimax norm: start -> end (end/peak) "
+                        "| -log D norm: start -> end (end/peak) | -log D relative spread: start -> end "
+                        "| D accuracy at end |", "|---|---|---|---|---|---:|"]
     for kind, runs in records.items():
         for label, r in runs.items():
             s = summary[kind][label]

@@ -6,7 +6,8 @@ toy MLPs for tens of thousands; Arjovsky & Bottou freeze G after 1, 10 and 25 ep
 fresh D for 4,000 iterations; Grewal et al. train at 50:1; Sajjadi et al. anneal the lens over K =
 100k steps. The full scale below follows those orders of magnitude at 32x32; the quick scale is
 calibrated to finish every experiment in about 20 minutes on a shared 2-core CPU: digits at 16x16 (at 8x8 the DCGAN
-D is a single conv layer, without batch norm), width 16, one intra-op thread, a few hundred steps per run, 4 of the 5 architectures, 50:1 for 20 G steps.
+D is a single conv layer, without batch norm), width 16, one intra-op thread, a few hundred steps per run, 4 of
+the 5 architectures, 50:1 for 20 G steps.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ def grouped_bars(groups: dict[str, dict[str, list[float]]], path: str, ylabel: s
     finite_values = [v for g in groups.values() for vs in g.values() for v in vs if math.isfinite(v)]
     top = max(finite_values) * 1.15 if finite_values else 1.0
     for j, label in enumerate(labels):
-        for i, (group, values) in enumerate(groups.items()):
+        for i, values in enumerate(groups.values()):
             vs = values.get(label, [])
             x = i + (j - (len(labels) - 1) / 2) * width
             ok = [v for v in vs if math.isfinite(v)]

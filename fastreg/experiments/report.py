@@ -44,7 +44,8 @@ class Report:
     def rerun_command(self) -> str:
         scale = scale_flag(self.scale)
         seeds = " ".join(str(s) for s in self.scale.seeds)
-        return f"fastreg experiment {self.name}{scale} --data {self.data} --seeds {seeds} --out {os.path.dirname(self.out) or '.'}"
+        out = os.path.dirname(self.out) or "."
+        return f"fastreg experiment {self.name}{scale} --data {self.data} --seeds {seeds} --out {out}"
 
     def figure(self, caption: str, path: str) -> None:
         self.figures.append((caption, path))

@@ -211,7 +211,8 @@ def toy(out: str, scale: Scale, data: str) -> Report:
                       figures.sample_panels(samples, os.path.join(out, "samples.png")))
     report.figure("Modes covered and high-quality fraction per seed (bars: mean, dots: seeds):",
                   _toy_bars(results, seeds, out))
-    report.sections += ["## Per seed", "", "| run | seed | modes covered | high quality | W1 |", "|---|---:|---:|---:|---:|"]
+    report.sections += ["## Per seed", "", "| run | seed | modes covered | high quality | W1 |",
+                        "|---|---:|---:|---:|---:|"]
     for name in variants:
         for seed in seeds:
             q = results[name][seed]

@@ -48,8 +48,9 @@ def tempered(out: str, scale: Scale, data: str) -> Report:
     report.sections += ["## Final FID over seeds", "", "| variant | without lens: mean (std) | with lens: mean (std) | "
                         "seeds without | seeds with |", "|---|---:|---:|---|---|"]
     for v in VARIANTS:
-        p, l = summary(fid[v]["plain"]), summary(fid[v]["lens"])
-        report.sections.append(f"| {v} | {fmt(p[0])} ({fmt(p[1])}) | {fmt(l[0])} ({fmt(l[1])}) | "
+        without, with_lens = summary(fid[v]["plain"]), summary(fid[v]["lens"])
+        report.sections.append(f"| {v} | {fmt(without[0])} ({fmt(without[1])}) | {fmt(with_lens[0])} "
+                               f"({fmt(with_lens[1])}) | "
                                f"{', '.join(fmt(x) for x in fid[v]['plain'])} | "
                                f"{', '.join(fmt(x) for x in fid[v]['lens'])} |")
     report.claims = tempered_claims(fid, list(seeds))

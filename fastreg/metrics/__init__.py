@@ -2,8 +2,8 @@
 
 - Toy mixtures: :func:`mode_coverage`, :func:`wasserstein_distance` (:mod:`.toy`).
 - FID and KID on features: :func:`frechet_distance`, :func:`kid` (:mod:`.fid`), the feature
-  extractors that name every result (:mod:`.extractors`; the cached dataset classifier in :mod:`.classifier`), and the evaluation of
-  a generator against its data (:mod:`.evaluation`).
+  extractors that name every result (:mod:`.extractors`; the cached dataset classifier in :mod:`.classifier`),
+  and the evaluation of a generator against its data (:mod:`.evaluation`).
 """
 
 from .fid import KID, Frechet, GaussianStats, frechet_distance, gaussian_frechet, kid

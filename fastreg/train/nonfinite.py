@@ -94,7 +94,7 @@ class NonFiniteGuard:
         if bool(torch.isfinite(values).all()):
             return
         offset = 0
-        for step, update, names, v in pending:
+        for step, update, names, _ in pending:
             row = values[offset:offset + len(names)]
             offset += len(names)
             bad = _non_finite_names(names, row)
