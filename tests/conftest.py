@@ -21,6 +21,22 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_cuda)
 
 
+def train_shared_run(tmp_path_factory, name: str, **fields):
+    """Train one small run for a module's tests (one thread, the caller's RNG untouched); returns its folder."""
+    from fastreg.train.config import TrainConfig
+    from fastreg.train.trainer import train
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            out = tmp_path_factory.mktemp(name) / "run"
+            train(TrainConfig(**fields, out=str(out)))
+    finally:
+        torch.set_num_threads(previous)
+    return out
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One intra-op thread for a module of many tiny training steps: on a shared 2-core machine the

@@ -7,7 +7,6 @@ import re
 import shutil
 
 import pytest
-import torch
 import yaml
 
 from fastreg.cli import main
@@ -15,6 +14,8 @@ from fastreg.train.checkpoint import latest_checkpoint, list_checkpoints, load_c
 from fastreg.train.config import TrainConfig
 from fastreg.train.metrics_log import read_metrics
 from fastreg.train.trainer import train
+
+from conftest import train_shared_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -25,13 +26,7 @@ TOY = dict(data="ring8", model="mlp", z_dim=4, batch_size=8, log_every=5, sample
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with torch.random.fork_rng(devices=[]):
-        out = tmp_path_factory.mktemp("template") / "run"
-        train(TrainConfig(**TOY, out=str(out)))
-    torch.set_num_threads(previous)
-    return out
+    return train_shared_run(tmp_path_factory, "template", **TOY)
 
 
 @pytest.fixture

@@ -13,22 +13,16 @@ from fastreg import cli
 from fastreg.cli import main
 from fastreg.metrics import classifier as clf
 from fastreg.metrics.sources import load_images
-from fastreg.train.config import TrainConfig
-from fastreg.train.trainer import train
+
+from conftest import train_shared_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with torch.random.fork_rng(devices=[]):
-        out = tmp_path_factory.mktemp("digits") / "run"
-        train(TrainConfig(data="digits", resolution=8, width=8, z_dim=8, batch_size=16, steps=2, sample_every=1000,
-                          out=str(out)))
-    torch.set_num_threads(previous)
-    return out
+    return train_shared_run(tmp_path_factory, "digits", data="digits", resolution=8, width=8, z_dim=8, batch_size=16,
+                            steps=2, sample_every=1000)
 
 
 @pytest.mark.parametrize("flags,message", [
