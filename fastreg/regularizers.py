@@ -122,7 +122,7 @@ def resolve_forward(D, forward: str, who: str = "roth_penalty") -> str:
 
 
 def _warn_on_batch_norm(D, who: str) -> None:
-    if isinstance(D, nn.Module) and couples_batch(D):
+    if couples_batch(D):  # None (a plain function, not inspectable) does not warn
         warnings.warn(f"fastreg.regularizers.{who}: D has BatchNorm layers in training mode; they couple the "
                       "samples of a batch of interpolates, which invalidates WGAN-GP's per-sample penalty "
                       "(Gulrajani et al. 2017). Build the critic without batch norm, or with layer norm "
