@@ -81,14 +81,35 @@ def relative_step(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).eps ** (1.0 / 3.0)
 
 
+def keep_graphs_of_compiled_modules() -> None:
+    """Let AOTAutograd's compiled backwards run with ``retain_graph=True``, which the estimate needs (the input
+    gradient is taken before the loss's backward through the same graph). AOTAutograd donates buffers of a
+    compiled backward by default (a memory saving), and such a backward refuses ``retain_graph``; this sets
+    ``torch._functorch.config.donated_buffer = False`` for the process. Call it before a compiled D first runs
+    (the trainer does under ``compile=forward``)."""
+    import torch._functorch.config as functorch_config
+
+    functorch_config.donated_buffer = False
+
+
 def first_order_input_gradients(vs: Sequence[torch.Tensor], xs: Sequence[torch.Tensor], scaler) -> tuple:
     r""":math:`\nabla_{x_k} \sum_i v_{k,i}` without ``create_graph`` (the graph is kept for the loss's
     backward), scaled and unscaled by ``scaler`` (the AMP recipe)."""
     total = sum(v.sum() for v in vs)
     if scaler is not None and scaler.is_enabled():
-        grads = torch.autograd.grad(scaler.scale(total), list(xs), retain_graph=True)
+        total = scaler.scale(total)
+    try:
+        grads = torch.autograd.grad(total, list(xs), retain_graph=True)
+    except RuntimeError as exc:
+        if "donated buffers" not in str(exc):
+            raise
+        raise RuntimeError("penalty_grad='finite-difference' takes D's input gradient with retain_graph=True, "
+                           "which a torch.compile'd D compiled with donated buffers refuses; call "
+                           "fastreg.penalty_gradient.keep_graphs_of_compiled_modules() before D is first "
+                           "compiled") from exc
+    if scaler is not None and scaler.is_enabled():
         return tuple(g * (1.0 / scaler.get_scale()) for g in grads)
-    return torch.autograd.grad(total, list(xs), retain_graph=True)
+    return grads
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from .. import losses, models, progress, regularizers, schedules
+from .. import losses, models, penalty_gradient, progress, regularizers, schedules
 from ..regularizer_table import REGULARIZERS
 from ..metrics.evaluation import Evaluator, describe
 from . import build, cuda_graphs, distributed, resume_policy, run_lock
@@ -128,6 +128,8 @@ class Trainer:
         if mode in ("generator", "forward"):
             self.G.compile(backend=COMPILE_BACKEND)
         if mode == "forward":
+            if self.config.penalty_grad != "exact":
+                penalty_gradient.keep_graphs_of_compiled_modules()
             self.D.compile(backend=COMPILE_BACKEND)
 
     def _can_capture(self) -> bool:
