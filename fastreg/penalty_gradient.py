@@ -37,6 +37,17 @@ not change) and its ordinary backward gives the estimate above. The perturbed po
 the inputs, so when the inputs depend on upstream parameters (a penalty on non-detached fakes) their
 gradient gets the same estimate of :math:`H_x a` (Hessian in x) plus the exact :math:`b_i \nabla_x v_i`.
 
+Accuracy (tests/test_penalty_gradient.py, float64, relative error of the parameter gradient): 1e-11 to 3e-9
+on MLP, DCGAN (no, batch and layer norm) and attention Ds for every weight and norm. In float32, a smooth D
+(attention, GELU) gets about 2e-4. A piecewise-linear D (ReLU, LeakyReLU: the DCGAN D) is different: inside
+one linear region the difference has no truncation error, but a unit whose pre-activation changes sign
+between :math:`x - hu` and :math:`x + hu` makes it the slope averaged over the segment, while the exact
+double backward takes the second derivative of the activation as 0; and in float32 the two evaluations of
+:math:`\nabla_\theta v` cancel to a few bits when D's input gradient is small (a DCGAN D at
+initialization). Its float32 estimate then differs from the exact gradient by the size of that gradient
+(measured relative error 0.5 to 6 at initialization): it is the gradient of the penalty on the
+segment-averaged input gradient, and whether training notices is measured by training, not assumed.
+
 A D that couples the samples of its batch (batch norm in training mode, :func:`fastreg.regularizers.couples_batch`)
 is differentiated as a function of the whole batch: one direction :math:`a / k` with :math:`k` the RMS of the
 :math:`\alpha_i`, :math:`k (V(x + hA/k) - V(x - hA/k)) / (2h)`, :math:`h = \varepsilon^{1/3}\max(\mathrm{rms}_i

@@ -123,6 +123,20 @@ def test_finite_difference_matches_the_double_backward(d_name, name):
     assert cos > 1 - 1e-12, f"{d_name} {name}: cosine similarity {cos}"
 
 
+def test_float32_on_the_smooth_attention_d():
+    """float32, fused attention, against the float64 exact gradient: measured 2e-4 (bound 100x)."""
+    torch.manual_seed(0)
+    D = TransformerDiscriminator(width=16, resolution=16, channels=3, depth=2, heads=2, attention="math").double()
+    xr, xf = torch.randn(6, 3, 16, 16, dtype=torch.float64), torch.randn(6, 3, 16, 16, dtype=torch.float64)
+    reference = _parameter_grad(D, regularizers.roth_penalty(D, xr, xf).penalty)
+    D32 = copy.deepcopy(D).float()
+    D32.attention = "auto"
+    estimate = _parameter_grad(D32, regularizers.roth_penalty(D32, xr.float(), xf.float(), penalty_grad=FD).penalty)
+    rel = ((estimate.double() - reference).norm() / reference.norm()).item()
+    print(f"MEASURED attention float32 roth rel {rel:.2e}")
+    assert rel < 2e-2
+
+
 def test_the_bound_is_not_vacuous():
     """A wrong step (1000 times too large) breaks the smooth attention D's bound: the test can fail."""
     original = penalty_gradient.relative_step
