@@ -1,17 +1,30 @@
-"""Training-step benchmarks: DCGAN 32x32, batch 64 (issue 9).
+"""Training-step benchmarks: DCGAN 32x32 and an attention D, batch 64 (issues 9 and 18).
 
-D steps on fixed real/fake batches (forward, penalty, backward, optimizer step). Each comparison uses
-one D on both sides: the NS group trains Radford et al.'s DCGAN D with batch norm (as Roth et al.'s
-code), the WGAN-GP group a critic without normalization (as Gulrajani et al.):
-- ``ns``: unregularized non-saturating D step (the baseline of its group);
-- ``ns_roth_fastreg``: Roth's Omega_JS with fastreg (D's forwards on the real and the fake batch shared by
-  loss and penalty: separate forwards, as batch norm requires; fused op);
-- ``ns_roth_anchor``: the same loss written the way reference implementations do it: a
-  second D forward for the penalty, the weights and norms in plain PyTorch;
-- ``ns_roth_lazy4``: fastreg Roth applied every 4th D step with weight x4 (4 steps timed, per-step mean;
-  the same for its full iterations);
-- ``wgan``: the critic step without a penalty (the baseline of the WGAN-GP group);
-- ``wgan_gp_fastreg`` / ``wgan_gp_anchor``: WGAN-GP's D step with fastreg's penalty vs plain PyTorch.
+D steps on fixed real/fake batches (forward, penalty, backward, optimizer step); each timed case also
+records the peak memory of one step (``peak_mb``: the most bytes live at once beyond those live before the
+step; on the CPU from the profiler's allocation records (:func:`peak_step_memory`), on CUDA
+``max_memory_allocated``). Each group trains one D:
+
+- ``roth`` groups (Roth's Omega_JS, NS loss): ``dcgan`` is Radford et al.'s DCGAN D with batch norm (as Roth
+  et al.'s code: separate forwards on the real and the fake batch), ``attention`` is
+  :class:`fastreg.models.TransformerDiscriminator` (patch 4, 2 SDPA blocks, width 64; no batch coupling,
+  so one joint forward). Implementations:
+
+  - ``ns``: the unregularized D step (the baseline);
+  - ``roth_anchor``: the best plain-PyTorch code a careful user writes: one D forward per batch reused for
+    the loss and the penalty, ``autograd.grad(create_graph=True)``, the weights and norms in torch ops (the
+    *anchor* of the group: ``time / anchor`` compares with it);
+  - ``roth_anchor_compiled``: the same with the penalty expression (weights and norms) ``torch.compile``'d;
+  - ``roth_exact``: fastreg's ``roth_penalty`` (fused op, double backward);
+  - ``roth_fd``: fastreg's ``roth_penalty(penalty_grad="finite-difference")`` (first-order autograd only);
+  - ``roth_fd_compiled_d``: the same with D ``torch.compile``'d (inductor; compilation untimed);
+  - ``roth_lazy4`` (dcgan only): exact Roth every 4th step with weight x4 (per-step mean of 4 steps).
+
+  The exact paths on the attention D run its math attention kernel (``attention="math"``): the fused
+  kernel PyTorch picks on its own has no double backward. The finite-difference paths run the fused one.
+- ``wgan-gp`` group (critic without normalization): ``wgan`` (no penalty, the baseline), ``wgan_gp_anchor``
+  (plain PyTorch, the anchor), ``wgan_gp_fastreg`` (exact), ``wgan_gp_fd`` (finite-difference).
+
 Full iterations (n_critic D steps + G step) of the trainer for several variants (the D of each variant's
 paper: batch norm for the NS family, none for WGAN-GP), plus the speed
 options: ``ns_compiled`` (``compile="forward"``: G and D compiled, unregularized) and, on CUDA only,
@@ -23,22 +36,26 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fastreg import losses, models, regularizers
+from fastreg import losses, models, penalty_gradient, regularizers
 from fastreg.train import cuda_graphs
 from fastreg.train.config import TrainConfig
 from fastreg.train.trainer import Trainer
 
-from conftest import synchronized
+from conftest import peak_step_memory, synchronized
 
 BATCH, RESOLUTION, WIDTH = 64, 32, 64
 D_STEP_ROUNDS, ITERATION_ROUNDS = 20, 10  # medians of this many timed calls (2 cores: OpenMP jitter)
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+FD = "finite-difference"
 
 
-def make_d(device, norm):
+def make_d(device, arch, attention="auto"):
     torch.manual_seed(0)
-    D = models.DCGANDiscriminator(width=WIDTH, resolution=RESOLUTION, channels=3, norm=norm).to(device)
-    return D, torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    if arch == "attention":
+        D = models.TransformerDiscriminator(width=WIDTH, resolution=RESOLUTION, channels=3, attention=attention)
+    else:
+        D = models.DCGANDiscriminator(width=WIDTH, resolution=RESOLUTION, channels=3, norm=arch)
+    return D.to(device), torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
 
 
 def batches(device):
@@ -58,27 +75,50 @@ def ns_step(D, opt, x_real, x_fake):
     step(opt, losses.d_loss("ns", D(x_real), D(x_fake)))
 
 
-def ns_roth_fastreg_step(D, opt, x_real, x_fake, gamma=2.0, weight_scale=1.0):
-    omega, v_real, v_fake = regularizers.roth_penalty(D, x_real, x_fake, "ns")
+def roth_step(D, opt, x_real, x_fake, gamma=2.0, weight_scale=1.0, penalty_grad="exact"):
+    omega, v_real, v_fake = regularizers.roth_penalty(D, x_real, x_fake, "ns", penalty_grad=penalty_grad)
     step(opt, losses.d_loss("ns", v_real, v_fake) + weight_scale * gamma / 2 * omega)
 
 
-def ns_roth_anchor_step(D, opt, x_real, x_fake, gamma=2.0):
-    """Omega_JS as reference code writes it: loss forward, then a separate penalty forward."""
-    v_real, v_fake = D(x_real), D(x_fake)
+def roth_fd_step(D, opt, x_real, x_fake):
+    roth_step(D, opt, x_real, x_fake, penalty_grad=FD)
+
+
+def roth_js_expression(v_real, v_fake, g_real, g_fake):
+    """Omega_JS in torch ops: E_P[(1 - sigma(v))^2 |g|^2] + E_Q[sigma(v)^2 |g|^2]."""
+    n_real, n_fake = g_real.flatten(1).pow(2).sum(1), g_fake.flatten(1).pow(2).sum(1)
+    return (torch.sigmoid(-v_real) ** 2 * n_real).mean() + (torch.sigmoid(v_fake) ** 2 * n_fake).mean()
+
+
+_compiled_expression = {}
+
+
+def roth_anchor_step(D, opt, x_real, x_fake, gamma=2.0, expression=roth_js_expression):
+    """The careful plain-PyTorch D step: one forward per batch (separate, as batch norm needs; joint for a D
+    without batch coupling), reused for the loss and the penalty."""
+    if regularizers.couples_batch(D):
+        xr, xf = x_real.detach().requires_grad_(), x_fake.detach().requires_grad_()
+        v_real, v_fake = D(xr), D(xf)
+        g_real, g_fake = torch.autograd.grad(v_real.sum() + v_fake.sum(), (xr, xf), create_graph=True)
+    else:
+        x = torch.cat([x_real, x_fake]).requires_grad_()
+        v = D(x)
+        (g,) = torch.autograd.grad(v.sum(), x, create_graph=True)
+        n = x_real.shape[0]
+        v_real, v_fake, g_real, g_fake = v[:n], v[n:], g[:n], g[n:]
     loss = F.softplus(-v_real).mean() + F.softplus(v_fake).mean()
-    xr, xf = x_real.detach().requires_grad_(), x_fake.detach().requires_grad_()
-    pr, pf = D(xr), D(xf)
-    gr, gf = torch.autograd.grad((pr.sum(), pf.sum()), (xr, xf), create_graph=True)
-    nr = gr.flatten(1).norm(dim=1) ** 2
-    nf = gf.flatten(1).norm(dim=1) ** 2
-    omega = ((1 - torch.sigmoid(pr)) ** 2 * nr).mean() + (torch.sigmoid(pf) ** 2 * nf).mean()
-    step(opt, loss + gamma / 2 * omega)
+    step(opt, loss + gamma / 2 * expression(v_real, v_fake, g_real, g_fake))
 
 
-def ns_roth_lazy4_steps(D, opt, x_real, x_fake):
+def roth_anchor_compiled_step(D, opt, x_real, x_fake):
+    if "fn" not in _compiled_expression:
+        _compiled_expression["fn"] = torch.compile(roth_js_expression, dynamic=False)
+    roth_anchor_step(D, opt, x_real, x_fake, expression=_compiled_expression["fn"])
+
+
+def roth_lazy4_steps(D, opt, x_real, x_fake):
     """Four D steps, the penalty on the first only with weight x4 (lazy regularization, k = 4)."""
-    ns_roth_fastreg_step(D, opt, x_real, x_fake, weight_scale=4.0)
+    roth_step(D, opt, x_real, x_fake, weight_scale=4.0)
     for _ in range(3):
         ns_step(D, opt, x_real, x_fake)
 
@@ -87,9 +127,13 @@ def wgan_step(D, opt, x_real, x_fake):
     step(opt, losses.d_loss("wgan-gp", D(x_real), D(x_fake)))
 
 
-def wgan_gp_fastreg_step(D, opt, x_real, x_fake):
+def wgan_gp_fastreg_step(D, opt, x_real, x_fake, penalty_grad="exact"):
     loss = losses.d_loss("wgan-gp", D(x_real), D(x_fake))
-    step(opt, loss + 10.0 * regularizers.gradient_penalty(D, x_real, x_fake))
+    step(opt, loss + 10.0 * regularizers.gradient_penalty(D, x_real, x_fake, penalty_grad=penalty_grad))
+
+
+def wgan_gp_fd_step(D, opt, x_real, x_fake):
+    wgan_gp_fastreg_step(D, opt, x_real, x_fake, penalty_grad=FD)
 
 
 def wgan_gp_anchor_step(D, opt, x_real, x_fake):
@@ -100,28 +144,44 @@ def wgan_gp_anchor_step(D, opt, x_real, x_fake):
     step(opt, loss + 10.0 * ((g.flatten(1).norm(dim=1) - 1) ** 2).mean())
 
 
-# group -> (D's normalization, baseline, {impl: (step function, D steps per call)})
-D_STEP_GROUPS = {
-    "ns": ("batch", "ns", {"ns": (ns_step, 1), "ns_roth_fastreg": (ns_roth_fastreg_step, 1),
-                           "ns_roth_anchor": (ns_roth_anchor_step, 1), "ns_roth_lazy4": (ns_roth_lazy4_steps, 4)}),
-    "wgan-gp": ("none", "wgan", {"wgan": (wgan_step, 1), "wgan_gp_fastreg": (wgan_gp_fastreg_step, 1),
-                                 "wgan_gp_anchor": (wgan_gp_anchor_step, 1)}),
+# impl -> (step function, D steps per call, D's attention kernel, compile D)
+ROTH_IMPLS = {
+    "ns": (ns_step, 1, "auto", False), "roth_anchor": (roth_anchor_step, 1, "math", False),
+    "roth_anchor_compiled": (roth_anchor_compiled_step, 1, "math", False),
+    "roth_exact": (roth_step, 1, "math", False), "roth_fd": (roth_fd_step, 1, "auto", False),
+    "roth_fd_compiled_d": (roth_fd_step, 1, "auto", True), "roth_lazy4": (roth_lazy4_steps, 4, "math", False),
 }
-D_STEP_CASES = [(group, impl) for group, (_, _, impls) in D_STEP_GROUPS.items() for impl in impls]
+# group -> (D: "attention" or a DCGAN norm, baseline, anchor, {impl: ...})
+D_STEP_GROUPS = {
+    "roth dcgan": ("batch", "ns", "roth_anchor", ROTH_IMPLS),
+    "roth attention": ("attention", "ns", "roth_anchor", {k: v for k, v in ROTH_IMPLS.items() if k != "roth_lazy4"}),
+    "wgan-gp": ("none", "wgan", "wgan_gp_anchor", {
+        "wgan": (wgan_step, 1, "auto", False), "wgan_gp_anchor": (wgan_gp_anchor_step, 1, "auto", False),
+        "wgan_gp_fastreg": (wgan_gp_fastreg_step, 1, "auto", False),
+        "wgan_gp_fd": (wgan_gp_fd_step, 1, "auto", False)}),
+}
+D_STEP_CASES = [(group, impl) for group, (_, _, _, impls) in D_STEP_GROUPS.items() for impl in impls]
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("group,impl", D_STEP_CASES, ids=[impl for _, impl in D_STEP_CASES])
+@pytest.mark.parametrize("group,impl", D_STEP_CASES, ids=[f"{group}-{impl}".replace(" ", "-")
+                                                          for group, impl in D_STEP_CASES])
 def test_d_step(benchmark, group, impl, device):
-    norm, baseline, impls = D_STEP_GROUPS[group]
-    fn, steps_per_call = impls[impl]
-    benchmark.group = f"{group} D step dcgan{RESOLUTION} ({norm} norm) batch{BATCH} {device}"
-    benchmark.extra_info.update(impl=impl, baseline=baseline, device=device, steps_per_call=steps_per_call,
-                                d_norm=norm)
-    D, opt = make_d(device, norm)
+    arch, baseline, anchor, impls = D_STEP_GROUPS[group]
+    fn, steps_per_call, attention, compile_d = impls[impl]
+    what = "attention D (vit patch4 depth2)" if arch == "attention" else f"dcgan D ({arch} norm)"
+    benchmark.group = f"{group.split()[0]} D step {what} {RESOLUTION}x{RESOLUTION} batch{BATCH} {device}"
+    D, opt = make_d(device, arch, attention)
+    if compile_d:
+        penalty_gradient.keep_graphs_of_compiled_modules()
+        D.compile(backend="inductor")
     x_real, x_fake = batches(device)
-    for _ in range(2):
+    for _ in range(3 if compile_d else 2):  # untimed: warm-up, compilation
         fn(D, opt, x_real, x_fake)
+    peak = peak_step_memory(lambda: fn(D, opt, x_real, x_fake), device) / steps_per_call
+    benchmark.extra_info.update(impl=impl, baseline=baseline, anchor=anchor, device=device,
+                                steps_per_call=steps_per_call, d_arch=arch, attention=attention,
+                                compiled_d=compile_d, peak_mb=peak / 2 ** 20)
     benchmark.pedantic(synchronized(lambda: fn(D, opt, x_real, x_fake), device), rounds=D_STEP_ROUNDS,
                        warmup_rounds=1)
 
@@ -132,6 +192,7 @@ ITERATION_VARIANTS = {
     "lsgan": {"variant": "lsgan"}, "ns_r1": {"variant": "ns", "reg": "r1", "d_norm": "batch"},
     "ns_noise": {"variant": "ns", "noise": 0.1},
     "ns_compiled": {"variant": "ns", "compile": "forward"},
+    "ns_roth_fd": {"variant": "ns", "reg": "roth", "gamma": 2.0, "gamma_anneal": 0.01, "penalty_grad": FD},
 }
 GRAPHED_VARIANTS = {  # CUDA only (on a CPU cuda_graphs falls back with a warning)
     "ns_cuda_graphs": {"variant": "ns", "cuda_graphs": True},

@@ -29,3 +29,31 @@ def synchronized(fn, device):
         return out
 
     return run
+
+
+def peak_step_memory(fn, device) -> float:
+    """Peak bytes live at once during one call of ``fn`` beyond those live before it.
+
+    CUDA: ``max_memory_allocated`` after ``reset_peak_memory_stats``, minus ``memory_allocated`` before.
+    CPU (no allocator statistics): the profiler's allocation records (``profile_memory=True``): each op's own
+    allocations minus frees (``self_cpu_memory_usage``), summed in the order the ops started; the running
+    sum's maximum. Op granularity: an op's temporaries freed inside it count as its net, so this is a close
+    lower bound of the true peak, comparable across implementations of the same step.
+    """
+    if device == "cuda":
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return float(torch.cuda.max_memory_allocated() - before)
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage), key=lambda e: e.time_range.start)
+    live = peak = 0
+    for event in events:
+        live += event.self_cpu_memory_usage
+        peak = max(peak, live)
+    return float(peak)

@@ -19,6 +19,11 @@ into D's parameters through :math:`\nabla_x v`.
 Inputs are used as given (nothing is detached); one that does not require grad is replaced by a
 detached alias that does. Pass detached fakes (``G(z).detach()``) for a D step.
 
+``penalty_grad``: every penalty takes ``"exact"`` (the default: ``create_graph=True`` and a double backward
+through D) or ``"finite-difference"``: the same value, with a parameter gradient that needs first-order
+autograd only (:mod:`fastreg.penalty_gradient`), so it composes with a ``torch.compile``'d D and fused
+attention kernels, which have no double backward.
+
 Mixed precision follows PyTorch's AMP recipe for gradient penalties: with a ``scaler``
 (:class:`torch.amp.GradScaler`) the logits are scaled before ``autograd.grad`` and the input
 gradient unscaled after it; under ``torch.autocast`` the penalty itself is computed in float32
@@ -36,6 +41,7 @@ import torch.nn as nn
 from .divergences import DIVERGENCES
 from .ops import gaussian_noise, grad_penalty
 from .ops import random_interpolate as fused_random_interpolate
+from .penalty_gradient import check_penalty_grad, finite_difference_penalty, first_order_input_gradients
 from .regularizer_table import FORWARD_MODES, REGULARIZERS
 
 ROTH_GAMMA = REGULARIZERS["roth"].weight  # constant gamma of Roth et al. 2017 (0.1)
@@ -137,11 +143,6 @@ def _logits(D: Discriminator, x: torch.Tensor, who: str) -> torch.Tensor:
     return v.reshape(x.shape[0])
 
 
-def _input_gradient(v: torch.Tensor, x: torch.Tensor, scaler) -> torch.Tensor:
-    r""":math:`\nabla_x \sum_i v_i` with create_graph, scaled/unscaled by ``scaler`` (AMP recipe)."""
-    return _input_gradients((v,), (x,), scaler)[0]
-
-
 def _input_gradients(vs: tuple, xs: tuple, scaler) -> tuple:
     r""":math:`\nabla_{x_k} \sum_i v_{k,i}` for separate forwards ``v_k = D(x_k)``, in one autograd call."""
     total = sum(v.sum() for v in vs)
@@ -158,6 +159,16 @@ def _penalty(g: torch.Tensor, v: torch.Tensor | None = None, **kwargs) -> torch.
         return grad_penalty(g.to(dtype), None if v is None else v.to(dtype), **kwargs)
 
 
+def _penalized(D: Discriminator, xs: tuple, vs: tuple, penalty: Callable[[list, list], torch.Tensor], scaler,
+               penalty_grad: str, who: str) -> torch.Tensor:
+    """``penalty(gs, vs)`` on the input gradients ``gs`` of the logits ``vs = D(xs)``: differentiated twice
+    (``exact``) or by :func:`fastreg.penalty_gradient.finite_difference_penalty` (``finite-difference``)."""
+    if check_penalty_grad(penalty_grad, who) == "exact":
+        return penalty(list(_input_gradients(vs, xs, scaler)), list(vs))
+    gs = first_order_input_gradients(vs, xs, scaler)
+    return finite_difference_penalty(lambda x: _logits(D, x, who), D, xs, vs, gs, penalty, bool(couples_batch(D)))
+
+
 # --- Roth et al. 2017 ---------------------------------------------------------------------------
 
 def _roth_form(divergence: str) -> tuple[str, str | None]:
@@ -171,7 +182,7 @@ def _roth_form(divergence: str) -> tuple[str, str | None]:
 
 
 def roth_penalty(D: Discriminator, x_real: torch.Tensor, x_fake: torch.Tensor, divergence: str = "js", *,
-                 forward: str = "auto", scaler=None) -> RothPenalty:
+                 forward: str = "auto", scaler=None, penalty_grad: str = "exact") -> RothPenalty:
     r"""Roth, Lucchi, Nowozin, Hofmann 2017, "Stabilizing Training of GANs through Regularization".
 
     D's logits on both batches (inputs requiring grad), :math:`g = \nabla_x v` with
@@ -196,64 +207,81 @@ def roth_penalty(D: Discriminator, x_real: torch.Tensor, x_fake: torch.Tensor, d
 
     Returns ``(penalty, v_real, v_fake)``: reuse the logits for the main D loss, e.g.
     ``losses.d_loss("ns", v_real, v_fake) + gamma / 2 * penalty``, with no further D forward.
+    ``penalty_grad``: ``"exact"`` or ``"finite-difference"`` (module docstring).
     """
     form, div = _roth_form(divergence)
     mode = resolve_forward(D, forward)
-    n_real = x_real.shape[0]
+    check_penalty_grad(penalty_grad, "roth_penalty")
+    n_real, same_size = x_real.shape[0], x_real.shape[0] == x_fake.shape[0]
     if mode == "joint":
-        x = _requiring_grad(torch.cat([x_real, x_fake]))
-        v = _logits(D, x, "roth_penalty")
-        g = _input_gradient(v, x, scaler)
-        v_real, v_fake, g_real, g_fake = v[:n_real], v[n_real:], g[:n_real], g[n_real:]
+        xs = (_requiring_grad(torch.cat([x_real, x_fake])),)
+        vs = (_logits(D, xs[0], "roth_penalty"),)
+        v_real, v_fake = vs[0][:n_real], vs[0][n_real:]
+
+        def split(gs, vs):  # (g_real, v_real, g_fake, v_fake) of the joint rows
+            return gs[0][:n_real], vs[0][:n_real], gs[0][n_real:], vs[0][n_real:]
     else:
-        xr, xf = _requiring_grad(x_real), _requiring_grad(x_fake)
-        v_real, v_fake = _logits(D, xr, "roth_penalty"), _logits(D, xf, "roth_penalty")
-        g_real, g_fake = _input_gradients((v_real, v_fake), (xr, xf), scaler)
-    if form == "f":
-        omega = _penalty(g_fake, v_fake, weight=f"f:{div}")
-    elif mode == "joint" and n_real == x_fake.shape[0]:
-        omega = 2 * _penalty(g, v, weight="roth_js", num_real=n_real)  # mean over 2B rows, times 2: one op call
-    else:  # E_P[...] + E_Q[...]: each batch's mean, so the batches may differ in size
-        omega = (_penalty(g_real, v_real, weight="roth_js", num_real=n_real)
-                 + _penalty(g_fake, v_fake, weight="roth_js", num_real=0))
-    return RothPenalty(omega, v_real, v_fake)
+        xs = (_requiring_grad(x_real), _requiring_grad(x_fake))
+        vs = v_real, v_fake = _logits(D, xs[0], "roth_penalty"), _logits(D, xs[1], "roth_penalty")
+
+        def split(gs, vs):
+            return gs[0], vs[0], gs[1], vs[1]
+
+    def omega(gs, vs):
+        g_real, v_r, g_fake, v_f = split(gs, vs)
+        if form == "f":
+            return _penalty(g_fake, v_f, weight=f"f:{div}")
+        if mode == "joint" and same_size:  # mean over 2B rows, times 2: one op call
+            return 2 * _penalty(gs[0], vs[0], weight="roth_js", num_real=n_real)
+        # E_P[...] + E_Q[...]: each batch's mean, so the batches may differ in size
+        return (_penalty(g_real, v_r, weight="roth_js", num_real=n_real)
+                + _penalty(g_fake, v_f, weight="roth_js", num_real=0))
+
+    return RothPenalty(_penalized(D, xs, vs, omega, scaler, penalty_grad, "roth_penalty"), v_real, v_fake)
 
 
 # --- gradient penalties ------------------------------------------------------------------------
 
 def gradient_penalty(D: Discriminator, x_real: torch.Tensor, x_fake: torch.Tensor, *, one_sided: bool = False,
-                     target: float = 1.0, generator: torch.Generator | None = None, scaler=None) -> torch.Tensor:
+                     target: float = 1.0, generator: torch.Generator | None = None, scaler=None,
+                     penalty_grad: str = "exact") -> torch.Tensor:
     r"""WGAN-GP's penalty (Gulrajani et al. 2017, "Improved Training of Wasserstein GANs").
 
     :math:`E_{\hat x}[(\lVert\nabla_x v(\hat x)\rVert - t)^2]` on :math:`\hat x = \epsilon x_r +
     (1-\epsilon) x_f`, :math:`\epsilon \sim U[0,1]` per sample (:func:`random_interpolate`), or the
     one-sided :math:`E[\max(0, \lVert\nabla v\rVert - t)^2]`; :math:`t` = ``target`` = 1. The D loss
-    adds :math:`\lambda` times it, :math:`\lambda` = 10 (:data:`GP_LAMBDA`).
+    adds :math:`\lambda` times it, :math:`\lambda` = 10 (:data:`GP_LAMBDA`). ``penalty_grad``: ``"exact"`` or
+    ``"finite-difference"`` (module docstring).
     """
+    check_penalty_grad(penalty_grad, "gradient_penalty")
     _warn_on_batch_norm(D, "gradient_penalty")
     x = _requiring_grad(random_interpolate(x_real, x_fake, generator))
     v = _logits(D, x, "gradient_penalty")
-    g = _input_gradient(v, x, scaler)
-    return _penalty(g, norm="gp_one_sided" if one_sided else "gp", target=target)
+    norm = "gp_one_sided" if one_sided else "gp"
+    return _penalized(D, (x,), (v,), lambda gs, vs: _penalty(gs[0], norm=norm, target=target), scaler,
+                      penalty_grad, "gradient_penalty")
 
 
-def _squared_norm_penalty(D: Discriminator, x: torch.Tensor, who: str, scaler) -> PenaltyAndLogits:
+def _squared_norm_penalty(D: Discriminator, x: torch.Tensor, who: str, scaler, penalty_grad: str) -> PenaltyAndLogits:
+    check_penalty_grad(penalty_grad, who)
     x = _requiring_grad(x)
     v = _logits(D, x, who)
-    return PenaltyAndLogits(_penalty(_input_gradient(v, x, scaler), norm="sq"), v)
+    return PenaltyAndLogits(_penalized(D, (x,), (v,), lambda gs, vs: _penalty(gs[0], norm="sq"), scaler,
+                                       penalty_grad, who), v)
 
 
-def r1_penalty(D: Discriminator, x_real: torch.Tensor, *, scaler=None) -> PenaltyAndLogits:
+def r1_penalty(D: Discriminator, x_real: torch.Tensor, *, scaler=None, penalty_grad: str = "exact") -> PenaltyAndLogits:
     r"""R1 of Mescheder, Geiger, Nowozin 2018, "Which Training Methods for GANs do actually Converge?":
     :math:`E_P[\lVert\nabla_x v\rVert^2]` on real data. The D loss adds :math:`(\gamma/2)` times it,
-    :math:`\gamma` = 10 (:data:`R1_GAMMA`). Returns ``(penalty, v_real)`` for the main loss."""
-    return _squared_norm_penalty(D, x_real, "r1_penalty", scaler)
+    :math:`\gamma` = 10 (:data:`R1_GAMMA`). Returns ``(penalty, v_real)`` for the main loss. ``penalty_grad``:
+    ``"exact"`` or ``"finite-difference"`` (module docstring)."""
+    return _squared_norm_penalty(D, x_real, "r1_penalty", scaler, penalty_grad)
 
 
-def r2_penalty(D: Discriminator, x_fake: torch.Tensor, *, scaler=None) -> PenaltyAndLogits:
+def r2_penalty(D: Discriminator, x_fake: torch.Tensor, *, scaler=None, penalty_grad: str = "exact") -> PenaltyAndLogits:
     r"""R2 of Mescheder, Geiger, Nowozin 2018: :math:`E_Q[\lVert\nabla_x v\rVert^2]` on generated
-    data; the D loss adds :math:`(\gamma/2)` times it. Returns ``(penalty, v_fake)``."""
-    return _squared_norm_penalty(D, x_fake, "r2_penalty", scaler)
+    data; the D loss adds :math:`(\gamma/2)` times it. Returns ``(penalty, v_fake)``. ``penalty_grad`` as r1's."""
+    return _squared_norm_penalty(D, x_fake, "r2_penalty", scaler, penalty_grad)
 
 
 # --- WGAN weight clipping and lazy regularization ----------------------------------------------

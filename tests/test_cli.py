@@ -55,6 +55,7 @@ def test_config_yaml_round_trip_and_flag_precedence(tmp_path):
     (["--reg", "roth", "--d-forward", "joint"], "d_forward"),  # the default DCGAN D under Roth has batch norm
     (["--reg", "r1", "--d-forward", "separate"], "d_forward"), (["--d-norm", "group"], "d_norm"),
     (["--model", "resnet", "--d-norm", "batch"], "d_norm"), (["--reg", "roth", "--variant", "lsgan"], "reg"),
+    (["--penalty-grad", "numeric"], "penalty_grad"), (["--model", "transformer", "--reg", "r1"], "penalty_grad"),
 ])
 def test_bad_options_exit_non_zero_naming_the_field(flags, field, capsys, tmp_path):
     assert main(["train", *flags, "--out", str(tmp_path / "bad")]) == 2

@@ -78,6 +78,10 @@ def networks(config: TrainConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn
                                       channels=channels),
                 models.DCGANDiscriminator(width=config.width, resolution=resolution, channels=channels,
                                           norm=config.resolved("d_norm")))
+    if config.model == "transformer":  # DCGAN's G against an attention D
+        return (models.DCGANGenerator(z_dim=config.z_dim, width=config.width, resolution=resolution,
+                                      channels=channels),
+                models.TransformerDiscriminator(width=config.width, resolution=resolution, channels=channels))
     return (models.ResNetGenerator(z_dim=config.z_dim, width=config.width, resolution=resolution, channels=channels),
             models.ResNetDiscriminator(width=config.width, resolution=resolution, channels=channels))
 
@@ -86,6 +90,8 @@ def describe_discriminator(config: TrainConfig) -> str:
     """D's family, width and normalization, e.g. ``dcgan width 32, batch norm``."""
     if config.model == "mlp":
         return "mlp"
+    if config.model == "transformer":
+        return f"transformer width {config.width} (4x4 patches, 2 attention blocks, layer norm)"
     norm = {"batch": "batch norm", "layer": "layer norm", "none": "no normalization"}[config.resolved("d_norm")]
     return f"{config.model} width {config.width}, {norm}"
 
@@ -95,7 +101,8 @@ def describe_networks(config: TrainConfig) -> str:
     if config.model == "mlp":
         nets = "G and D: MLPs"
     else:
-        nets = (f"G: {config.model} width {config.width}; D: {describe_discriminator(config)}; "
+        g_model = "dcgan" if config.model == "transformer" else config.model
+        nets = (f"G: {g_model} width {config.width}; D: {describe_discriminator(config)}; "
                 f"{config.resolution}x{config.resolution}")
     reg = config.effective_reg()
     if reg == "none":

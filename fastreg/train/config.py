@@ -12,9 +12,10 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ..penalty_gradient import PENALTY_GRADS
 from ..regularizer_table import D_NORMS, FORWARD_MODES, REGULARIZERS, d_norm_help, weight_help
 
-MODELS = ("dcgan", "resnet", "mlp")
+MODELS = ("dcgan", "resnet", "transformer", "mlp")
 AMP_MODES = ("none", "bf16", "fp16")
 NOISE_SCHEDULES = ("constant", "linear", "exponential")
 NONFINITE_POLICIES = ("stop", "skip")
@@ -48,6 +49,10 @@ class TrainConfig:
         "help": "Roth's penalty: D on real and fake batches in one joint forward or in separate forwards (per-batch "
                 "statistics, the authors' protocol); auto = separate when D has batch norm, else joint; joint with "
                 "batch norm is refused"})
+    penalty_grad: str = field(default="exact", metadata={
+        "help": "the penalty's parameter gradient: exact (double backward through D) or finite-difference (the "
+                "same penalty value, a central-difference gradient with first-order autograd only; works with "
+                "compile=forward and fused attention; fastreg.penalty_gradient)"})
     reg_every: int = field(default=1, metadata={"help": "lazy regularization: penalty every k D steps, weight x k"})
     noise: float = field(default=0.0, metadata={"help": "instance noise sigma_0 (Arjovsky & Bottou); 0 = off"})
     noise_schedule: str = field(default="linear", metadata={"help": "noise decay to 0: constant, linear, exponential"})
@@ -59,7 +64,9 @@ class TrainConfig:
     data: str = field(default="digits", metadata={"help": "dataset name (fastreg.data.available())"})
     data_root: str | None = field(default=None, metadata={"help": "folder of a local dataset"})
     resolution: int = field(default=32, metadata={"help": "image side (8 to 64, a power of two)"})
-    model: str = field(default="dcgan", metadata={"help": "dcgan, resnet, or mlp (toy data)"})
+    model: str = field(default="dcgan", metadata={
+        "help": "dcgan, resnet, transformer (DCGAN's G, a ViT D with fused attention; needs penalty_grad "
+                "finite-difference under a gradient penalty), or mlp (toy data)"})
     width: int = field(default=64, metadata={"help": "channel width C of G and D"})
     d_norm: str | None = field(default=None, metadata={"help": d_norm_help()})
     z_dim: int = field(default=100, metadata={"help": "latent dimension"})
@@ -101,8 +108,8 @@ class TrainConfig:
         "help": "FID/KID features: auto, classifier[:<dataset>], inception[:<weights file>] or raw"})
     compile: str = field(default="none", metadata={
         "help": "torch.compile the networks' forward: none, generator (G only; works with every variant and "
-                "regularizer), forward (G and D; refused with a gradient penalty, whose double backward "
-                "torch.compile does not support)"})
+                "regularizer), forward (G and D; with a gradient penalty only under penalty_grad=finite-difference: "
+                "torch.compile does not support the exact gradient's double backward)"})
     cuda_graphs: bool = field(default=False, metadata={
         "help": "capture the D step and the G step in CUDA graphs and replay them (CUDA only; falls back to eager "
                 "steps with a warning under torchrun, amp=fp16, on_nonfinite=skip, lens, vral or on the CPU)"})
@@ -148,6 +155,11 @@ class TrainConfig:
         _check_choice("on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
         _check_choice("compile", self.compile, COMPILE_MODES)
         _check_choice("d_forward", self.d_forward, FORWARD_MODES)
+        _check_choice("penalty_grad", self.penalty_grad, PENALTY_GRADS)
+        if self.model == "transformer" and self.effective_reg() != "none" and self.penalty_grad == "exact":
+            raise ConfigError("penalty_grad: the transformer D's fused attention (scaled_dot_product_attention's "
+                              "flash kernel) has no double backward, which the exact penalty gradient needs; use "
+                              "penalty_grad=finite-difference")
         if self.d_norm is not None:
             _check_choice("d_norm", self.d_norm, D_NORMS)
             if self.model != "dcgan" and self.d_norm != "none":
@@ -168,7 +180,7 @@ class TrainConfig:
                               f"reg {self.effective_reg()!r} runs D once per batch it differentiates")
         toy = self.data in data.TOY
         if toy != (self.model == "mlp"):
-            want = "mlp" if toy else "dcgan or resnet"
+            want = "mlp" if toy else "dcgan, resnet or transformer"
             raise ConfigError(f"model: {self.model!r} does not fit data {self.data!r}; use {want}")
         if self.lens and toy:
             raise ConfigError("lens: the Tempered lens is a convolutional network for image data")
@@ -210,11 +222,13 @@ class TrainConfig:
         if not isinstance(self.cuda_graphs, bool):
             raise ConfigError(f"cuda_graphs: must be true or false, got {self.cuda_graphs!r}")
         reg = self.effective_reg()
-        if self.compile == "forward" and reg != "none":
-            raise ConfigError(f"compile: 'forward' compiles D, but the gradient penalty ({reg}) differentiates D "
-                              "twice (it backpropagates through the input gradient), and torch.compile does not "
-                              "support double backward ('torch.compile with aot_autograd does not currently "
-                              "support double backward'); use compile=generator (G only) or no gradient penalty")
+        if self.compile == "forward" and reg != "none" and self.penalty_grad == "exact":
+            raise ConfigError(f"compile: 'forward' compiles D, but the gradient penalty ({reg}) with "
+                              "penalty_grad=exact differentiates D twice (it backpropagates through the input "
+                              "gradient), and "
+                              "torch.compile does not support double backward ('torch.compile with aot_autograd does "
+                              "not currently support double backward'); use penalty_grad=finite-difference (first-"
+                              "order autograd only), compile=generator (G only) or no gradient penalty")
         if self.cuda_graphs and self.compile != "none":
             raise ConfigError(f"compile: {self.compile!r} together with cuda_graphs is not supported; the captured "
                               "steps run the networks eagerly (use one of the two)")

@@ -30,7 +30,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from .. import losses, models, progress, regularizers, schedules
+from .. import losses, models, penalty_gradient, progress, regularizers, schedules
 from ..regularizer_table import REGULARIZERS
 from ..metrics.evaluation import Evaluator, describe
 from . import build, cuda_graphs, distributed, resume_policy, run_lock
@@ -120,14 +120,16 @@ class Trainer:
         """config.compile: torch.compile G's forward ("generator"), or G's and D's ("forward").
 
         The modules are compiled in place (``nn.Module.compile``), so their state_dicts and the
-        checkpoints do not change. D is never compiled under a gradient penalty (the config refuses
-        it): AOTAutograd's compiled backward cannot be differentiated again ("torch.compile with
-        aot_autograd does not currently support double backward").
+        checkpoints do not change. Under a gradient penalty D is compiled only with penalty_grad
+        finite-difference (the config refuses it otherwise): AOTAutograd's compiled backward cannot be
+        differentiated again ("torch.compile with aot_autograd does not currently support double backward").
         """
         mode = self.config.compile
         if mode in ("generator", "forward"):
             self.G.compile(backend=COMPILE_BACKEND)
         if mode == "forward":
+            if self.config.penalty_grad != "exact":
+                penalty_gradient.keep_graphs_of_compiled_modules()
             self.D.compile(backend=COMPILE_BACKEND)
 
     def _can_capture(self) -> bool:
@@ -253,20 +255,22 @@ class Trainer:
 
     def logits_and_penalty(self, x_real, x_fake, due: bool):
         """(v_real, v_fake, penalty or None); the penalty reuses the loss's D forward where it can."""
-        D, scaler = self.D, self.scaler
+        D, scaler, how = self.D, self.scaler, self.config.penalty_grad
         if due and self.reg == "roth":
             omega, v_real, v_fake = regularizers.roth_penalty(D, x_real, x_fake, self.config.variant,
-                                                              forward=self.config.d_forward, scaler=scaler)
+                                                              forward=self.config.d_forward, scaler=scaler,
+                                                              penalty_grad=how)
             return v_real, v_fake, omega
         if due and self.reg == "r1":
-            penalty, v_real = regularizers.r1_penalty(D, x_real, scaler=scaler)
+            penalty, v_real = regularizers.r1_penalty(D, x_real, scaler=scaler, penalty_grad=how)
             return v_real, D(x_fake), penalty
         if due and self.reg == "r2":
-            penalty, v_fake = regularizers.r2_penalty(D, x_fake, scaler=scaler)
+            penalty, v_fake = regularizers.r2_penalty(D, x_fake, scaler=scaler, penalty_grad=how)
             return D(x_real), v_fake, penalty
         v_real, v_fake = D(x_real), D(x_fake)
         if due:  # gp, gp1 on interpolates
-            penalty = regularizers.gradient_penalty(D, x_real, x_fake, one_sided=self.reg == "gp1", scaler=scaler)
+            penalty = regularizers.gradient_penalty(D, x_real, x_fake, one_sided=self.reg == "gp1", scaler=scaler,
+                                                    penalty_grad=how)
             return v_real, v_fake, penalty
         return v_real, v_fake, None
 
