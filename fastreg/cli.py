@@ -237,12 +237,14 @@ def fid_between(args: argparse.Namespace) -> dict:
     """FID/KID between two sources (fastreg.metrics.sources)."""
     from .metrics.evaluation import describe
     from .metrics.sources import compare, open_source
+    from .train.runs import open_run
 
     seed = 0 if args.seed is None else args.seed
     opened = {}
     for spec in sorted(args.sources, key=lambda spec: spec.startswith("data:")):  # runs first: their resolution
         run_resolution = next((s.resolution for s in opened.values() if s.kind == "run"), None)
-        opened[spec] = open_source(spec, args.samples, seed, args.device, args.resolution or run_resolution)
+        opened[spec] = open_source(spec, args.samples, seed, args.device, args.resolution or run_resolution,
+                                   open_run=open_run)
     a, b = (opened[spec] for spec in args.sources)
     result = compare(a, b, args.extractor, args.samples, args.device or "cpu", seed)
     print(f"{a.label} ({result['samples_a']}) vs {b.label} ({result['samples_b']}): {describe(result)}")
@@ -253,22 +255,21 @@ def fid_against_data(args: argparse.Namespace) -> dict:
     """A run's generator against its training data, and/or the real-data floor."""
     from .metrics.evaluation import Evaluator, describe
     from .metrics.sources import is_run
+    from .train.runs import open_run
 
     results, evaluators = {}, {}
     for run in args.sources:
         if not is_run(run):
             raise ValueError(f"sources: {run!r} is not a run folder (no config.yaml); to compare image folders "
                              f"or data:<dataset>, give two sources")
-        from .train.trainer import load_trainer
-
-        trainer = load_trainer(run, overrides={"device": args.device} if args.device else None)
-        c = trainer.config
-        evaluator = Evaluator(trainer.real.dataset, c.data, c.z_dim, args.samples, args.extractor, trainer.device,
+        opened = open_run(run, args.device)
+        c = opened.config
+        evaluator = Evaluator(opened.dataset, c.data, c.z_dim, args.samples, args.extractor, opened.device,
                               seed=c.seed if args.seed is None else args.seed, root=c.data_root)
         evaluators.setdefault(c.data, evaluator)
-        result = evaluator(lambda z, t=trainer: t.sample(z.to(t.device, t.dtype)))
-        results[run] = {"step": trainer.step, "samples": args.samples, **_provenance(evaluator), **result}
-        print(f"{run} (step {trainer.step}; {args.samples} generated): {describe(result)}")
+        result = evaluator(opened.sample)
+        results[run] = {"step": opened.step, "samples": args.samples, **_provenance(evaluator), **result}
+        print(f"{run} (step {opened.step}; {args.samples} generated): {describe(result)}")
     if args.floor:
         if not evaluators:
             from . import data
