@@ -7,7 +7,7 @@ import pathlib
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "fastreg"
-LOWER = ("models", "data", "metrics")
+LOWER = ("ops", "models", "data", "metrics")
 UPPER = ("fastreg.train", "fastreg.cli", "fastreg.experiments", "fastreg.diagnostics", "fastreg.demo")
 
 

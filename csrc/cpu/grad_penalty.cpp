@@ -20,7 +20,7 @@
 #include "../common/grad_penalty_args.h"
 #include "../common/penalty_backward.h"
 #include "../common/sum_of_squares.h"
-#include "../grad_penalty.h"
+#include "../ops.h"
 
 namespace fastreg {
 namespace {
@@ -156,7 +156,7 @@ std::tuple<at::Tensor, at::Tensor> grad_penalty_backward_cpu(const at::Tensor& g
 
 TORCH_LIBRARY_IMPL(fastreg, CPU, m) {
   m.impl("grad_penalty", &grad_penalty_cpu);
-  m.impl("grad_penalty_backward", &grad_penalty_backward_cpu);
+  m.impl("_grad_penalty_backward", &grad_penalty_backward_cpu);
 }
 
 }  // namespace fastreg

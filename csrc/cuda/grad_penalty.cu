@@ -24,6 +24,7 @@
 #include "../common/grad_penalty_args.h"
 #include "../common/penalty_backward.h"
 #include "../common/sum_of_squares.h"
+#include "../ops.h"
 
 namespace fastreg {
 namespace {
@@ -203,7 +204,7 @@ std::tuple<at::Tensor, at::Tensor> grad_penalty_backward_cuda(const at::Tensor& 
 
 TORCH_LIBRARY_IMPL(fastreg, CUDA, m) {
   m.impl("grad_penalty", &grad_penalty_cuda);
-  m.impl("grad_penalty_backward", &grad_penalty_backward_cuda);
+  m.impl("_grad_penalty_backward", &grad_penalty_backward_cuda);
 }
 
 }  // namespace fastreg

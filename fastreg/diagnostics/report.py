@@ -138,16 +138,18 @@ def discriminator_views(G, D, fresh_D, real: RealSampler, o: DiagnoseOptions) ->
 
 
 def fresh_discriminator(run: Run) -> torch.nn.Module:
-    """A newly initialised D of the run's architecture (global RNG), in training mode."""
+    """A newly initialised D of the run's architecture (global RNG), in training mode; ``run``: an opened run or a
+    Trainer."""
     D = build.networks(run.config, run.shape)[1]
     return D.to(run.device, run.dtype).train()
 
 
 def cross_test_runs(run: Run, G, D, other: Run, o: DiagnoseOptions, argument: str = "other") -> dict:
     """Roth's cross-test between this run (A) and ``other`` (B) on the same real samples; runs on different
-    data raise ValueError naming ``argument``."""
+    data raise ValueError naming ``argument``. ``run`` and ``other``: opened runs or Trainers (both have config,
+    shape, dataset, G and D)."""
     if other.shape != run.shape or other.config.data != run.config.data:
-        raise ValueError(f"{argument}: run {other.path} trains on {other.config.data} {other.shape}, "
+        raise ValueError(f"{argument}: run {other.config.out} trains on {other.config.data} {other.shape}, "
                          f"not {run.config.data} {run.shape}; cross-testing needs the same data")
     dataset = run.dataset
     real = dataset.sample(o.cross_samples) if hasattr(dataset, "sample") else real_images(dataset, o.cross_samples,

@@ -102,6 +102,11 @@ class Trainer:
         """Generator steps done."""
         return self.steps.step
 
+    @property
+    def dataset(self):
+        """The training data (what :class:`fastreg.train.runs.Run` calls it too, so readers take either)."""
+        return self.real.dataset
+
     def _compile_networks(self) -> None:
         """config.compile: torch.compile G's forward ("generator"), or G's and D's ("forward").
 
