@@ -84,3 +84,17 @@ def test_open_run_names_a_missing_run_and_a_missing_checkpoint(trained, tmp_path
         open_run(str(tmp_path / "empty"))
     with pytest.raises(FileNotFoundError, match="checkpoint_00000009.pt does not exist"):
         open_run(trained[1], checkpoint=str(tmp_path / "checkpoint_00000009.pt"))
+
+
+def test_a_run_source_is_opened_by_the_callers_open_run(trained, tmp_path):
+    """metrics.sources does not import the trainer: a run folder is opened by the open_run it is handed."""
+    from fastreg.metrics.sources import open_source
+
+    (tmp_path / "config.yaml").write_text("steps: 3\n")
+    with pytest.raises(ValueError, match="is a run folder, and no open_run was given"):
+        open_source(str(tmp_path), 8)
+    source = open_source(trained[1], 8, seed=3, open_run=open_run)
+    assert (source.kind, source.data, source.resolution, source.channels) == ("run", "digits", 16, 1)
+    (batch,) = list(source.batches(8))
+    z = torch.randn(8, 8, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(batch, trained[0].sample(z))

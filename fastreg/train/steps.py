@@ -25,18 +25,19 @@ WGAN_WARMUP_G_STEPS, WGAN_WARMUP_CRITIC, WGAN_BURST_EVERY = 25, 100, 500  # Arjo
 class Steps:
     """One iteration's updates; ``step`` counts generator steps done and ``d_steps`` discriminator steps.
 
-    ``nets`` maps G, D, G_ema, lens, meta_fake, meta_real (None where a run has none) and ``optimizers``
-    opt_g, opt_d, opt_lens, opt_meta. Randomness is drawn in a fixed order from the global torch generator
-    (latents, noise, interpolation weights) and from ``real``'s own generator (the real batches).
+    ``parts`` maps the checkpoint keys of the run's networks (G, D, and G_ema, lens, meta_fake, meta_real where
+    it has them) and optimizers (opt_g, opt_d, and opt_lens, opt_meta), as ``Trainer.modules()`` does.
+    Randomness is drawn in a fixed order from the global torch generator (latents, noise, interpolation
+    weights) and from ``real``'s own generator (the real batches).
     """
 
-    def __init__(self, config, nets: dict, optimizers: dict, guard: NonFiniteGuard, scaler, real, world,
-                 device: torch.device, dtype: torch.dtype):
+    def __init__(self, config, parts: dict, guard: NonFiniteGuard, scaler, real, world, device: torch.device,
+                 dtype: torch.dtype):
         self.config = c = config
-        self.G, self.D, self.G_ema = nets["G"], nets["D"], nets.get("G_ema")
-        self.lens, self.meta_fake, self.meta_real = nets.get("lens"), nets.get("meta_fake"), nets.get("meta_real")
-        self.opt_g, self.opt_d = optimizers["opt_g"], optimizers["opt_d"]
-        self.opt_lens, self.opt_meta = optimizers.get("opt_lens"), optimizers.get("opt_meta")
+        self.G, self.D, self.G_ema = parts["G"], parts["D"], parts.get("G_ema")
+        self.lens, self.meta_fake, self.meta_real = parts.get("lens"), parts.get("meta_fake"), parts.get("meta_real")
+        self.opt_g, self.opt_d = parts["opt_g"], parts["opt_d"]
+        self.opt_lens, self.opt_meta = parts.get("opt_lens"), parts.get("opt_meta")
         self.guard, self.scaler, self.real, self.world = guard, scaler, real, world
         self.device, self.dtype = device, dtype
         self.reg = c.effective_reg()

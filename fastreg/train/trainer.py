@@ -91,8 +91,7 @@ class Trainer:
         self.fixed_z = torch.randn(SAMPLE_COUNT, c.z_dim, generator=latent).to(self.device, self.dtype)
         self.guard = NonFiniteGuard(c.on_nonfinite)
         self._check_every = c.nonfinite_check_every or (1 if self.device.type == "cpu" else c.log_every)
-        parts = self.modules()
-        self.steps = Steps(c, parts, parts, self.guard, self.scaler, self.real, self.world, self.device, self.dtype)
+        self.steps = Steps(c, self.modules(), self.guard, self.scaler, self.real, self.world, self.device, self.dtype)
         if capture:
             self.steps.graphs = cuda_graphs.CudaGraphSteps(self.steps)
         self._join_world()
