@@ -74,7 +74,7 @@ demo: build
 bench: build
 	mkdir -p benchmarks/results
 	$(PY) -m pytest benchmarks --benchmark-enable --benchmark-only \
-		--benchmark-json=benchmarks/results/$$($(PY) -c "import fastreg.backend as b; print(b.device_tag())").json
+		--benchmark-json=benchmarks/results/$$($(PY) -c "from fastreg.ops import backend as b; print(b.device_tag())").json
 	$(PY) benchmarks/report.py
 
 bench-report: venv

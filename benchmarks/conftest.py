@@ -1,14 +1,6 @@
-import pytest
 import torch
 
 import fastreg
-
-
-def pytest_collection_modifyitems(config, items):
-    skip_cuda = pytest.mark.skip(reason="needs a CUDA device")
-    for item in items:
-        if "cuda" in item.keywords and not torch.cuda.is_available():
-            item.add_marker(skip_cuda)
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

@@ -41,7 +41,7 @@ echo "gpu-check: CUDA tests"
 "$PY" -m pytest -m cuda tests -q
 "$PY" -m pytest tests/test_build.py -q
 
-TAG=$("$PY" -c "import fastreg.backend as b; print(b.device_tag())")
+TAG=$("$PY" -c "from fastreg.ops import backend as b; print(b.device_tag())")
 mkdir -p benchmarks/results
 echo "gpu-check: benchmarks -> benchmarks/results/$TAG.json"
 "$PY" -m pytest benchmarks --benchmark-enable --benchmark-only --benchmark-json="benchmarks/results/$TAG.json" -q

@@ -1,7 +1,8 @@
 """fastreg: stable, fast GAN training.
 
 Fused regularizer ops (``fastreg.ops``) with C++/CUDA kernels and a PyTorch
-reference, selected with :func:`set_backend`; see :func:`backend_info`.
+reference (``fastreg.reference``, that is ``fastreg.ops.reference``), selected with
+:func:`set_backend`; see :func:`backend_info`.
 
 The library layer for your own training loop: ``fastreg.losses`` (D and G losses
 of every variant), ``fastreg.regularizers`` (Roth's regularizer, gradient
@@ -9,9 +10,11 @@ penalties, instance noise), ``fastreg.schedules``, ``fastreg.models`` and
 ``fastreg.data``.
 """
 
-from . import data, divergences, losses, models, ops, reference, regularizers, schedules
-from .backend import backend_info, get_backend, set_backend
+from . import data, divergences, losses, models, ops, regularizers, schedules
+from .ops import backend as backend  # fastreg.backend: set_backend's module (has_kernel, device_tag, ...)
+from .ops import reference
 from .ops import gaussian_noise, grad_penalty, random_interpolate
+from .ops.backend import backend_info, get_backend, set_backend
 
 __version__ = "0.1.0"
 

@@ -4,21 +4,18 @@ import torch
 import fastreg
 
 
+# The compile caches key a graph by its forward ops only, not by the Python autograd registered for them: a
+# cache written before the backward op was renamed (_grad_penalty_backward) would replay a backward that calls
+# the old name. Tagging the keys with the ops' revision keeps this suite off such entries (torch.compiler.config).
+torch.compiler.config.cache_key_tag = "fastreg-ops-2"
+
+
 @pytest.fixture(autouse=True)
 def _native_backend():
     """Every test starts on the native backend with a fixed seed."""
-    previous = fastreg.get_backend()
-    fastreg.set_backend("native")
-    torch.manual_seed(0)
-    yield
-    fastreg.set_backend(previous)
-
-
-def pytest_collection_modifyitems(config, items):
-    skip_cuda = pytest.mark.skip(reason="needs a CUDA device")
-    for item in items:
-        if "cuda" in item.keywords and not torch.cuda.is_available():
-            item.add_marker(skip_cuda)
+    with fastreg.backend.use_backend("native"):
+        torch.manual_seed(0)
+        yield
 
 
 def train_shared_run(tmp_path_factory, name: str, **fields):

@@ -42,11 +42,11 @@ def d_step_gradients(reg: str, world: distributed.World, out: str) -> dict:
     config = TrainConfig(variant="ns", reg=reg, data="ring8", model="mlp", z_dim=4, dtype="float64", noise=0.0,
                          batch_size=GLOBAL_BATCH // world.size, out=out)
     trainer = Trainer(config)
-    trainer.d_inputs = lambda: (shard(x_real, world), shard(x_fake, world))
+    trainer.steps.d_inputs = lambda: (shard(x_real, world), shard(x_fake, world))
     original = regularizers.random_interpolate
     regularizers.random_interpolate = lambda a, b, generator=None: eps * a + (1 - eps) * b
     try:
-        trainer.d_step()
+        trainer.steps.d_step()
     finally:
         regularizers.random_interpolate = original
     return {"grads": {name: p.grad.clone() for name, p in trainer.D.named_parameters()},
@@ -84,7 +84,7 @@ def per_rank_facts(world: distributed.World, out: str) -> dict:
     """The metric mean over ranks, and each rank's first latents (they must differ)."""
     trainer = Trainer(TrainConfig(data="ring8", model="mlp", z_dim=4, batch_size=4, out=out))
     return {"mean": world.mean(torch.tensor([world.rank + 1.0, 10.0 * world.rank])),
-            "latents": trainer.latent(3),
+            "latents": trainer.steps.latent(3),
             "first_real": trainer.real.next()}
 
 

@@ -47,6 +47,21 @@ def test_backend_switch_routes_to_reference(monkeypatch):
         fastreg.set_backend("fast")
 
 
+def test_use_backend_restores_the_previous_backend_also_on_an_error():
+    assert fastreg.get_backend() == "native"
+    with backend.use_backend("reference"):
+        assert fastreg.get_backend() == "reference"
+    assert fastreg.get_backend() == "native"
+    with pytest.raises(RuntimeError, match="inside"):
+        with backend.use_backend("reference"):
+            raise RuntimeError("inside")
+    assert fastreg.get_backend() == "native"
+    with pytest.raises(ValueError, match="backend must be one of"):
+        with backend.use_backend("fast"):
+            pass
+    assert fastreg.get_backend() == "native"
+
+
 def test_environment_variable_selects_backend():
     code = "import fastreg; print(fastreg.get_backend())"
     env = dict(os.environ, FASTREG_BACKEND="reference")

@@ -6,7 +6,8 @@ import torch
 from fastreg.metrics.classifier import load_or_train_classifier
 from fastreg.train.config import ConfigError, TrainConfig
 from fastreg.train.metrics_log import read_metrics
-from fastreg.train.trainer import Trainer, _evaluation_postfix
+from fastreg.train.outputs import evaluation_postfix
+from fastreg.train.trainer import Trainer
 
 DIGITS8 = dict(data="digits", resolution=8, width=8, z_dim=8, batch_size=16, steps=5, log_every=1,
                sample_every=1000, checkpoint_every=1000, ema=0.9)
@@ -40,8 +41,8 @@ def test_fid_records_name_the_extractor_and_leave_training_unchanged(tmp_path):
 def test_progress_bar_shows_the_latest_evaluation_briefly():
     record = {"step": 4, "fid/classifier:digits": 12.345678, "fid_residue/classifier:digits": 0.0,
               "kid/classifier:digits": 0.0123456, "kid_std/classifier:digits": 0.001, "eval_seconds": 1.5}
-    assert _evaluation_postfix(record) == {"fid": "12.3", "kid": "0.0123"}
-    assert _evaluation_postfix({"wasserstein_1": 0.25, "modes_covered": 7, "high_quality": 0.5}) == {
+    assert evaluation_postfix(record) == {"fid": "12.3", "kid": "0.0123"}
+    assert evaluation_postfix({"wasserstein_1": 0.25, "modes_covered": 7, "high_quality": 0.5}) == {
         "w1": "0.25", "modes": "7"}
 
 
@@ -51,7 +52,7 @@ def test_evaluation_postfix_leaves_the_bar_its_width():
     from tqdm import tqdm
 
     record = {"fid/classifier:digits": 123.456, "kid/classifier:digits": 114.2345, "kid_std/classifier:digits": 1.0}
-    postfix = {"d": "1.234", "g": "0.567", **_evaluation_postfix(record)}
+    postfix = {"d": "1.234", "g": "0.567", **evaluation_postfix(record)}
     line = tqdm.format_meter(750, 1500, 123.0, ncols=120, prefix="digits-ns-roth-seed1", unit="step",
                              postfix=", ".join(f"{k}={v}" for k, v in postfix.items()))
     assert len(line) <= 120

@@ -231,7 +231,7 @@ def test_torch_compile_fullgraph_cpu_matches_eager():
 def test_torch_compile_keeps_program_order_of_independent_random_ops(requires_grad):
     """gaussian_noise(a), then random_interpolate(b, c), on unrelated inputs: inductor ran the interpolation
     first (nothing in the data orders them, and the noise is needed later), so the compiled function drew
-    other numbers than eager under the same seed. The ops are ordered effectful now (fastreg/op_order.py)."""
+    other numbers than eager under the same seed. The ops are ordered effectful now (fastreg/ops/order.py)."""
     torch._dynamo.reset()
 
     def draws(a, b, c):

@@ -186,7 +186,14 @@ def test_opcheck_registered_ops():
         value, row_norms = torch.ops.fastreg.grad_penalty(*[a.detach() if torch.is_tensor(a) else a for a in args])
         bw_args = (torch.ones(()), g.clone().requires_grad_(), v.clone().requires_grad_(), row_norms,
                    weight, 3, norm, 1.0)
-        torch.library.opcheck(torch.ops.fastreg.grad_penalty_backward.default, bw_args)
+        torch.library.opcheck(torch.ops.fastreg._grad_penalty_backward.default, bw_args)
+
+
+def test_the_backward_op_is_internal():
+    """The backward op is registered with a leading underscore (internal, as torchvision names its backward
+    ops); the public name is gone."""
+    assert torch.ops.fastreg._grad_penalty_backward.default._schema.name == "fastreg::_grad_penalty_backward"
+    assert not hasattr(torch.ops.fastreg, "grad_penalty_backward")
 
 
 def test_torch_compile_fullgraph_cpu():
@@ -266,14 +273,14 @@ def test_backward_op_with_one_meta_input_raises(meta_input):
     args = dict(grad_value=torch.ones(()), grad=g, logits=v, row_norms=row_norms)
     args[meta_input] = args[meta_input].to("meta")
     with pytest.raises(ValueError, match=r"is on (meta but grad is on cpu|cpu but grad is on meta)"):
-        torch.ops.fastreg.grad_penalty_backward(*args.values(), "roth_js", 2, "sq", 1.0)
+        torch.ops.fastreg._grad_penalty_backward(*args.values(), "roth_js", 2, "sq", 1.0)
 
 
 def test_backward_op_rejects_bad_row_norms():
     g = torch.randn(4, 5)
     for row_norms in (torch.ones(3), torch.ones(4, dtype=torch.float64)):
         with pytest.raises(ValueError, match=r"row_norms must be \[B\] = \[4\] in the accumulation dtype"):
-            torch.ops.fastreg.grad_penalty_backward(torch.ones(()), g, None, row_norms, "one", 0, "sq", 1.0)
+            torch.ops.fastreg._grad_penalty_backward(torch.ones(()), g, None, row_norms, "one", 0, "sq", 1.0)
 
 
 @pytest.mark.cuda

@@ -266,7 +266,7 @@ def _d_step_grads(tmp_path, **fields):
     torch.manual_seed(0)
     trainer = Trainer(_config(out=str(tmp_path / fields.get("penalty_grad", "exact")), dtype="float64",
                               **fields).validate())
-    trainer.d_step()
+    trainer.steps.d_step()
     return torch.cat([p.grad.flatten() for p in trainer.D.parameters() if p.grad is not None])
 
 

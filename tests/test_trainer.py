@@ -10,6 +10,7 @@ import torch
 from fastreg import data, losses, regularizers
 from fastreg.train.config import ConfigError, TrainConfig
 from fastreg.train.metrics_log import read_metrics
+from fastreg.train.steps import Steps
 from fastreg.train.trainer import Trainer, resume, train
 
 ADD_ONS = [
@@ -134,12 +135,12 @@ def test_wgan_gp_step_equals_hand_written_step(tmp_path):
 
 
 def test_wgan_critic_bursts():
-    trainer = Trainer.__new__(Trainer)
-    trainer.config, trainer.n_critic = TrainConfig(variant="wgan", data="ring8", model="mlp"), 5
+    steps = Steps.__new__(Steps)
+    steps.config, steps.n_critic = TrainConfig(variant="wgan", data="ring8", model="mlp"), 5
     counts = []
     for step in (0, 24, 25, 499, 500, 501):
-        trainer.step = step
-        counts.append(trainer.critic_steps())
+        steps.step = step
+        counts.append(steps.critic_steps())
     assert counts == [100, 100, 5, 5, 100, 5]
 
 
@@ -206,13 +207,13 @@ def test_gamma_is_set_once_per_generator_iteration(tmp_path):
                          n_critic=3, steps=4)
     trainer = Trainer(config)
     weights = []
-    original = trainer.d_update
+    original = trainer.steps.d_update
 
     def spy(due, weight, inputs=None):
         weights.append(weight)
         return original(due, weight, inputs)
 
-    trainer.d_update = spy
+    trainer.steps.d_update = spy
     for _ in range(4):
         trainer.iteration()
     expected = [0.5 * 2.0 * 0.01 ** (t / 4) for t in range(4) for _ in range(3)]  # gamma/2 in the loss

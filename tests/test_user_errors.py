@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from fastreg import cli
+from fastreg.cli import fid as fid_command
 from fastreg.cli import main
 from fastreg.metrics import classifier as clf
 from fastreg.metrics.sources import load_images
@@ -42,7 +42,7 @@ def test_fid_json_is_checked_before_computing(digits_run, tmp_path, capsys, monk
     def no_computing(*args, **kwargs):
         raise AssertionError("computed the FID before checking --json")
 
-    monkeypatch.setattr(cli, "fid_against_data", no_computing)
+    monkeypatch.setattr(fid_command, "fid_against_data", no_computing)
     file = tmp_path / "notes.txt"
     file.write_text("mine")
     for target, reason in ((tmp_path / "missing" / "x.json", "No such file or directory"),

@@ -94,4 +94,33 @@ inline void check_grad_penalty_backward_args(const at::Tensor& grad_value, const
                     " but grad is on ", grad.device());
 }
 
+// The logits, contiguous, or an undefined tensor when there are none.
+inline at::Tensor contiguous_logits(const std::optional<at::Tensor>& logits) {
+  return logits.has_value() && logits->defined() ? logits->contiguous() : at::Tensor();
+}
+
+// What the backward's host code computes before its kernels, the same on every device: the checked
+// arguments, the contiguous inputs and the outputs (d_logits is [0] when there are no logits).
+struct GradPenaltyBackwardCall {
+  GradPenaltyArgs a;
+  at::Tensor g, v, n;  // grad, logits (undefined when None), row_norms; contiguous
+  at::Tensor d_grad, d_logits;
+};
+
+inline GradPenaltyBackwardCall prepare_grad_penalty_backward(const at::Tensor& grad_value, const at::Tensor& grad,
+                                                             const std::optional<at::Tensor>& logits,
+                                                             const at::Tensor& row_norms, std::string_view weight,
+                                                             int64_t num_real, std::string_view norm, double target) {
+  const GradPenaltyArgs a = check_grad_penalty_args(grad, logits, weight, num_real, norm, target);
+  check_grad_penalty_backward_args(grad_value, grad, row_norms, a.rows);
+  const at::Tensor g = grad.contiguous();
+  const at::Tensor v = contiguous_logits(logits);
+  return {a,
+          g,
+          v,
+          row_norms.contiguous(),
+          at::empty_like(g, at::MemoryFormat::Contiguous),
+          v.defined() ? at::empty_like(v) : at::empty({0}, grad.options())};
+}
+
 }  // namespace fastreg

@@ -20,7 +20,7 @@
 #include "../common/grad_penalty_args.h"
 #include "../common/penalty_backward.h"
 #include "../common/sum_of_squares.h"
-#include "../grad_penalty.h"
+#include "../ops.h"
 
 namespace fastreg {
 namespace {
@@ -111,10 +111,6 @@ void backward_kernel(const GradPenaltyArgs& a, double grad_value, const scalar_t
   });
 }
 
-const at::Tensor* defined_or_null(const std::optional<at::Tensor>& t) {
-  return t.has_value() && t->defined() ? &*t : nullptr;
-}
-
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> grad_penalty_cpu(const at::Tensor& grad, const std::optional<at::Tensor>& logits,
@@ -122,8 +118,7 @@ std::tuple<at::Tensor, at::Tensor> grad_penalty_cpu(const at::Tensor& grad, cons
                                                     double target) {
   const GradPenaltyArgs a = check_grad_penalty_args(grad, logits, weight, num_real, norm, target);
   const at::Tensor g = grad.contiguous();
-  const at::Tensor* maybe_v = defined_or_null(logits);
-  const at::Tensor v = maybe_v ? maybe_v->contiguous() : at::Tensor();
+  const at::Tensor v = contiguous_logits(logits);
   at::Tensor value = at::empty({}, grad.options());
   at::Tensor norms = at::empty({a.rows}, grad.options().dtype(accumulate_type(grad.scalar_type())));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "grad_penalty_cpu", [&] {
@@ -137,26 +132,21 @@ std::tuple<at::Tensor, at::Tensor> grad_penalty_backward_cpu(const at::Tensor& g
                                                              const std::optional<at::Tensor>& logits,
                                                              const at::Tensor& row_norms, std::string_view weight,
                                                              int64_t num_real, std::string_view norm, double target) {
-  const GradPenaltyArgs a = check_grad_penalty_args(grad, logits, weight, num_real, norm, target);
-  check_grad_penalty_backward_args(grad_value, grad, row_norms, a.rows);
-  const at::Tensor g = grad.contiguous();
-  const at::Tensor* maybe_v = defined_or_null(logits);
-  const at::Tensor v = maybe_v ? maybe_v->contiguous() : at::Tensor();
-  const at::Tensor n = row_norms.contiguous();
-  at::Tensor d_grad = at::empty_like(g, at::MemoryFormat::Contiguous);
-  at::Tensor d_logits = v.defined() ? at::empty_like(v) : at::empty({0}, grad.options());
+  const GradPenaltyBackwardCall c =
+      prepare_grad_penalty_backward(grad_value, grad, logits, row_norms, weight, num_real, norm, target);
   const double go = grad_value.item<double>();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "grad_penalty_backward_cpu", [&] {
-    backward_kernel<scalar_t>(a, go, g.const_data_ptr<scalar_t>(), v.defined() ? v.const_data_ptr<scalar_t>() : nullptr,
-                              n.const_data_ptr<at::opmath_type<scalar_t>>(), d_grad.mutable_data_ptr<scalar_t>(),
-                              v.defined() ? d_logits.mutable_data_ptr<scalar_t>() : nullptr);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, c.g.scalar_type(), "grad_penalty_backward_cpu", [&] {
+    backward_kernel<scalar_t>(c.a, go, c.g.const_data_ptr<scalar_t>(),
+                              c.v.defined() ? c.v.const_data_ptr<scalar_t>() : nullptr,
+                              c.n.const_data_ptr<at::opmath_type<scalar_t>>(), c.d_grad.mutable_data_ptr<scalar_t>(),
+                              c.v.defined() ? c.d_logits.mutable_data_ptr<scalar_t>() : nullptr);
   });
-  return {d_grad, d_logits};
+  return {c.d_grad, c.d_logits};
 }
 
 TORCH_LIBRARY_IMPL(fastreg, CPU, m) {
   m.impl("grad_penalty", &grad_penalty_cpu);
-  m.impl("grad_penalty_backward", &grad_penalty_backward_cpu);
+  m.impl("_grad_penalty_backward", &grad_penalty_backward_cpu);
 }
 
 }  // namespace fastreg

@@ -30,7 +30,7 @@
 #include "../common/philox.h"
 #include "../common/random_ops_args.h"
 #include "../common/random_variates.h"
-#include "../random_ops.h"
+#include "../ops.h"
 #include "philox_lanes.h"
 
 namespace fastreg {
@@ -222,38 +222,22 @@ void random_interpolate_kernel(const PhiloxStream& stream, const scalar_t* real,
   });
 }
 
-// sigma_rows in the accumulation dtype, contiguous; every value finite and >= 0.
-at::Tensor checked_sigma_rows(const at::Tensor& sigma_rows, at::ScalarType acc_type) {
-  const at::Tensor s = sigma_rows.to(at::kDouble).contiguous();
-  const double* v = s.const_data_ptr<double>();
-  for (int64_t i = 0; i < s.numel(); ++i) {
-    TORCH_CHECK_VALUE(is_valid_sigma(v[i]), "gaussian_noise: sigma must be finite and non-negative, got sigma[", i,
-                      "] = ", v[i]);
-  }
-  return sigma_rows.to(acc_type).contiguous();
-}
-
 }  // namespace
 
 at::Tensor gaussian_noise_cpu(const at::Tensor& x, const std::optional<at::Tensor>& sigma_rows, double sigma,
                               const std::optional<at::Generator>& generator) {
-  check_gaussian_noise_args(x, sigma_rows, sigma);
-  const bool per_row = sigma_rows.has_value() && sigma_rows->defined();
-  const at::ScalarType acc_type = at::toOpMathType(x.scalar_type());
-  const at::Tensor s = per_row ? checked_sigma_rows(*sigma_rows, acc_type) : at::Tensor();
-  // Draw the key even when no noise is added, so the generator advances the
-  // same way whatever sigma is.
+  const GaussianNoiseCall call = prepare_gaussian_noise(x, sigma_rows, sigma, /*check_values=*/true);
   const PhiloxStream stream = draw_cpu_stream(generator);
-  const at::Tensor xc = x.contiguous();
-  if (!per_row && sigma == 0.0) return xc.clone(at::MemoryFormat::Contiguous);
-  at::Tensor out = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous));
-  const int64_t n = xc.numel();
+  if (call.identity) return call.x.clone(at::MemoryFormat::Contiguous);
+  at::Tensor out = call.empty_out();
+  const int64_t n = call.x.numel();
   if (n == 0) return out;
-  const int64_t row_len = per_row ? n / x.size(0) : n;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gaussian_noise_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const RowScales<acc_t> scales{per_row ? s.const_data_ptr<acc_t>() : nullptr, static_cast<acc_t>(sigma), row_len};
-    gaussian_noise_kernel<scalar_t>(stream, xc.const_data_ptr<scalar_t>(), n, scales, out.mutable_data_ptr<scalar_t>());
+    const acc_t* s = call.per_row() ? call.sigma_rows.const_data_ptr<acc_t>() : nullptr;
+    const RowScales<acc_t> scales{s, static_cast<acc_t>(sigma), call.row_len()};
+    gaussian_noise_kernel<scalar_t>(stream, call.x.const_data_ptr<scalar_t>(), n, scales,
+                                    out.mutable_data_ptr<scalar_t>());
   });
   return out;
 }

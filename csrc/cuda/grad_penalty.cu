@@ -24,6 +24,7 @@
 #include "../common/grad_penalty_args.h"
 #include "../common/penalty_backward.h"
 #include "../common/sum_of_squares.h"
+#include "../ops.h"
 
 namespace fastreg {
 namespace {
@@ -137,10 +138,6 @@ __global__ void scale_rows_kernel(const scalar_t* __restrict__ g, const acc_t* _
   }
 }
 
-at::Tensor contiguous_logits(const std::optional<at::Tensor>& logits) {
-  return logits.has_value() && logits->defined() ? logits->contiguous() : at::Tensor();
-}
-
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> grad_penalty_cuda(const at::Tensor& grad, const std::optional<at::Tensor>& logits,
@@ -173,37 +170,33 @@ std::tuple<at::Tensor, at::Tensor> grad_penalty_backward_cuda(const at::Tensor& 
                                                               const std::optional<at::Tensor>& logits,
                                                               const at::Tensor& row_norms, std::string_view weight,
                                                               int64_t num_real, std::string_view norm, double target) {
-  const GradPenaltyArgs a = check_grad_penalty_args(grad, logits, weight, num_real, norm, target);
-  check_grad_penalty_backward_args(grad_value, grad, row_norms, a.rows);
-  const auto acc_type = accumulate_type(grad.scalar_type());
   const c10::cuda::CUDAGuard guard(grad.device());
-  const at::Tensor g = grad.contiguous();
-  const at::Tensor v = contiguous_logits(logits);
+  const GradPenaltyBackwardCall c =
+      prepare_grad_penalty_backward(grad_value, grad, logits, row_norms, weight, num_real, norm, target);
+  const auto acc_type = accumulate_type(grad.scalar_type());
   const at::Tensor go = grad_value.to(grad.scalar_type()).contiguous();
-  const at::Tensor n = row_norms.contiguous();
-  const RowChunks split = RowChunks::of(a.rows, a.row_len);
-  at::Tensor coef = at::empty({a.rows}, grad.options().dtype(acc_type));
-  at::Tensor d_grad = at::empty_like(g, at::MemoryFormat::Contiguous);
-  at::Tensor d_logits = v.defined() ? at::empty_like(v) : at::empty({0}, grad.options());
+  const RowChunks split = RowChunks::of(c.a.rows, c.a.row_len);
+  at::Tensor coef = at::empty({c.a.rows}, grad.options().dtype(acc_type));
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "grad_penalty_backward_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, c.g.scalar_type(), "grad_penalty_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const int coef_blocks = static_cast<int>((a.rows + kThreads - 1) / kThreads);
+    const int coef_blocks = static_cast<int>((c.a.rows + kThreads - 1) / kThreads);
     row_coefficients_kernel<scalar_t, acc_t><<<coef_blocks, kThreads, 0, stream>>>(
-        go.const_data_ptr<scalar_t>(), v.defined() ? v.const_data_ptr<scalar_t>() : nullptr, n.const_data_ptr<acc_t>(),
-        a, coef.mutable_data_ptr<acc_t>(), v.defined() ? d_logits.mutable_data_ptr<scalar_t>() : nullptr);
+        go.const_data_ptr<scalar_t>(), c.v.defined() ? c.v.const_data_ptr<scalar_t>() : nullptr,
+        c.n.const_data_ptr<acc_t>(), c.a, coef.mutable_data_ptr<acc_t>(),
+        c.v.defined() ? c.d_logits.mutable_data_ptr<scalar_t>() : nullptr);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     scale_rows_kernel<scalar_t, acc_t>
-        <<<a.rows * split.chunks, kThreads, 0, stream>>>(g.const_data_ptr<scalar_t>(), coef.const_data_ptr<acc_t>(),
-                                                         a.row_len, split, d_grad.mutable_data_ptr<scalar_t>());
+        <<<c.a.rows * split.chunks, kThreads, 0, stream>>>(c.g.const_data_ptr<scalar_t>(), coef.const_data_ptr<acc_t>(),
+                                                           c.a.row_len, split, c.d_grad.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return {d_grad, d_logits};
+  return {c.d_grad, c.d_logits};
 }
 
 TORCH_LIBRARY_IMPL(fastreg, CUDA, m) {
   m.impl("grad_penalty", &grad_penalty_cuda);
-  m.impl("grad_penalty_backward", &grad_penalty_backward_cuda);
+  m.impl("_grad_penalty_backward", &grad_penalty_backward_cuda);
 }
 
 }  // namespace fastreg

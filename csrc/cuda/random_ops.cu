@@ -36,6 +36,7 @@
 #include "../common/philox.h"
 #include "../common/random_ops_args.h"
 #include "../common/random_variates.h"
+#include "../ops.h"
 
 namespace fastreg {
 namespace {
@@ -176,20 +177,16 @@ __global__ void random_interpolate_kernel(const scalar_t* __restrict__ real, con
 
 at::Tensor gaussian_noise_cuda(const at::Tensor& x, const std::optional<at::Tensor>& sigma_rows, double sigma,
                                const std::optional<at::Generator>& generator) {
-  check_gaussian_noise_args(x, sigma_rows, sigma);
   const c10::cuda::CUDAGuard guard(x.device());
-  const bool per_row = sigma_rows.has_value() && sigma_rows->defined();
-  const at::ScalarType acc_type = at::toOpMathType(x.scalar_type());
-  const at::Tensor s = per_row ? sigma_rows->to(acc_type).contiguous() : at::Tensor();
-  // Take the state even when no noise is added, so the generator advances the
-  // same way whatever sigma is.
+  // Values of sigma_rows are not read here (a device-to-host copy); the kernel turns invalid rows into NaN.
+  const GaussianNoiseCall call = prepare_gaussian_noise(x, sigma_rows, sigma, /*check_values=*/false);
   const at::PhiloxCudaState philox = take_philox_state(generator, x.device());
-  const at::Tensor xc = x.contiguous();
-  if (!per_row && sigma == 0.0) return xc.clone(at::MemoryFormat::Contiguous);
-  at::Tensor out = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous));
+  if (call.identity) return call.x.clone(at::MemoryFormat::Contiguous);
+  at::Tensor out = call.empty_out();
+  const at::Tensor& xc = call.x;
   const int64_t n = xc.numel();
   if (n == 0) return out;
-  const int64_t row_len = per_row ? n / x.size(0) : n;
+  const int64_t row_len = call.row_len();
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gaussian_noise_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -197,8 +194,8 @@ at::Tensor gaussian_noise_cuda(const at::Tensor& x, const std::optional<at::Tens
     const bool vectorized =
         is_aligned_for_pack<scalar_t, K>(xc.const_data_ptr()) && is_aligned_for_pack<scalar_t, K>(out.const_data_ptr());
     gaussian_noise_kernel<scalar_t, acc_t><<<grid_size((n + K - 1) / K), kThreads, 0, stream>>>(
-        xc.const_data_ptr<scalar_t>(), n, per_row ? s.const_data_ptr<acc_t>() : nullptr, static_cast<acc_t>(sigma),
-        row_len, philox, vectorized, out.mutable_data_ptr<scalar_t>());
+        xc.const_data_ptr<scalar_t>(), n, call.per_row() ? call.sigma_rows.const_data_ptr<acc_t>() : nullptr,
+        static_cast<acc_t>(sigma), row_len, philox, vectorized, out.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;

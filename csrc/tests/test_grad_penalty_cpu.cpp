@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "grad_penalty.h"
+#include "ops.h"
 
 namespace {
 

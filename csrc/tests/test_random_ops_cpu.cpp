@@ -23,7 +23,7 @@
 #include "common/philox.h"
 #include "common/random_variates.h"
 #include "cpu/philox_lanes.h"
-#include "random_ops.h"
+#include "ops.h"
 
 namespace {
 

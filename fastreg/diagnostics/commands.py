@@ -25,7 +25,7 @@ import os
 import torch
 
 from .. import plots
-from ..train.trainer import load_trainer
+from ..train.runs import open_run
 from .cross_test import CROSS_SAMPLES
 from .discriminator import RealSampler, check_variant, generate, logits, output_histograms, train_discriminator
 from .interpolation import PAIRS, interpolation_profile
@@ -33,9 +33,9 @@ from .report import DiagnoseOptions, cross_test_runs, fresh_discriminator, vanis
 
 
 def _load(run_dir: str, device: str | None):
-    trainer = load_trainer(run_dir, overrides={"device": device} if device else None)
-    G, D = (copy.deepcopy(m).train() for m in (trainer.G, trainer.D))
-    return trainer, G, D
+    run = open_run(run_dir, device)
+    G, D = (copy.deepcopy(m).train() for m in (run.G, run.D))
+    return run, G, D
 
 
 def _write(out: str, name: str, results: dict, plot) -> tuple[str, str]:
@@ -54,11 +54,11 @@ def histograms_command(run_dir: str, out: str | None = None, fixed_g: bool = Fal
     more D steps, and with ``fixed_g`` of a fresh D after ``d_steps`` D steps; the D steps minimize
     ``variant``'s D loss (default: the run's variant) against the frozen G. All on the same
     ``samples`` real and generated samples."""
-    trainer, G, D = _load(run_dir, device)
-    variant = variant or trainer.config.variant
+    run, G, D = _load(run_dir, device)
+    variant = variant or run.config.variant
     if k > 0 or fixed_g:
         check_variant(variant)
-    real = RealSampler(trainer.real.dataset, seed)
+    real = RealSampler(run.dataset, seed)
     rng = torch.Generator().manual_seed(seed)
     x_real, x_fake = real(samples), generate(G, samples, rng)
     discriminators = {"run's D": D}
@@ -67,12 +67,12 @@ def histograms_command(run_dir: str, out: str | None = None, fixed_g: bool = Fal
                                                                                  variant=variant, desc="run's D")
     if fixed_g:
         torch.manual_seed(seed)
-        fresh = train_discriminator(fresh_discriminator(trainer), G, real, d_steps,
+        fresh = train_discriminator(fresh_discriminator(run), G, real, d_steps,
                                     torch.Generator().manual_seed(seed), variant=variant, desc="fresh D")
         discriminators[f"fresh D, {d_steps} {variant} steps (G fixed)"] = fresh
     histograms = {label: output_histograms(logits(d, x_real), logits(d, x_fake))
                   for label, d in discriminators.items()}
-    results = {"run": run_dir, "step": trainer.step, "variant": variant,
+    results = {"run": run_dir, "step": run.step, "variant": variant,
                "options": {"fixed_g": fixed_g, "d_steps": d_steps, "k": k, "samples": samples, "seed": seed},
                "histograms": histograms}
     return _write(out or os.path.join(run_dir, "diagnostics"), "histograms", results,
@@ -84,11 +84,11 @@ def interpolation_command(run_dir: str, out: str | None = None, pairs: int = PAI
     """The run's D along ``pairs`` lines from generated to real samples (:func:`interpolation_profile`)."""
     if pairs < 1:
         raise ValueError(f"pairs: must be >= 1, got {pairs}")
-    trainer, G, D = _load(run_dir, device)
-    real = RealSampler(trainer.real.dataset, seed)
+    run, G, D = _load(run_dir, device)
+    real = RealSampler(run.dataset, seed)
     x_real, x_fake = real(pairs), generate(G, pairs, torch.Generator().manual_seed(seed))
     profiles = {"run's D": interpolation_profile(D, x_real, x_fake)}
-    results = {"run": run_dir, "step": trainer.step, "options": {"pairs": pairs, "seed": seed},
+    results = {"run": run_dir, "step": run.step, "options": {"pairs": pairs, "seed": seed},
                "interpolation": profiles}
     return _write(out or os.path.join(run_dir, "diagnostics"), "interpolation", results,
                   lambda path: plots.plot_interpolation(profiles, path))
@@ -102,11 +102,11 @@ def vanishing_command(run_dir: str, out: str | None = None, d_steps: int = 500, 
     and both curves share the log-scale plot."""
     if not noise >= 0:
         raise ValueError(f"noise: must be >= 0, got {noise}")
-    trainer, G, _ = _load(run_dir, device)
+    run, G, _ = _load(run_dir, device)
     o = DiagnoseOptions(d_steps=d_steps, record_every=record_every, all_checkpoints=all_checkpoints, seed=seed,
                         noise=noise)
-    runs, _ = vanishing_over_checkpoints(trainer, G, RealSampler(trainer.real.dataset, seed), o)
-    results = {"run": run_dir, "step": trainer.step,
+    runs, _ = vanishing_over_checkpoints(run, G, RealSampler(run.dataset, seed), o)
+    results = {"run": run_dir, "step": run.step,
                "options": {"d_steps": d_steps, "record_every": record_every, "noise": noise,
                            "all_checkpoints": all_checkpoints, "seed": seed},
                "vanishing_gradients": {label: [r._asdict() for r in records] for label, records in runs.items()}}
@@ -121,11 +121,11 @@ def cross_test_command(run_a: str, run_b: str, out: str | None = None, samples: 
     rate on the other generator's samples."""
     if samples < 1:
         raise ValueError(f"samples: must be >= 1, got {samples}")
-    trainer, G, D = _load(run_a, device)
-    other = load_trainer(run_b, overrides={"device": device} if device else None)
-    result = cross_test_runs(trainer, G, D, other, DiagnoseOptions(cross_samples=samples, seed=seed),
+    run, G, D = _load(run_a, device)
+    other = open_run(run_b, device)
+    result = cross_test_runs(run, G, D, other, DiagnoseOptions(cross_samples=samples, seed=seed),
                              argument="RUN_B")
-    results = {"run_a": run_a, "run_b": run_b, "step_a": trainer.step, "step_b": other.step,
+    results = {"run_a": run_a, "run_b": run_b, "step_a": run.step, "step_b": other.step,
                "options": {"samples": samples, "seed": seed}, "cross_test": result}
     return _write(out or os.path.join(run_a, "diagnostics"), "cross-test", results,
                   lambda path: plots.plot_cross_test(result, (run_a, run_b), path))

@@ -33,7 +33,7 @@ from ..progress import Stages
 from ..metrics.evaluation import Evaluator, describe, real_images
 from ..train import build
 from ..train.checkpoint import DamagedCheckpointError, list_checkpoints, load_checkpoint
-from ..train.trainer import Trainer, load_trainer, newest_good_checkpoint
+from ..train.runs import Run, newest_good_checkpoint, open_run
 from .cross_test import CROSS_SAMPLES, cross_test
 from .discriminator import RealSampler, generate, logits, output_histograms, train_discriminator
 from .interpolation import PAIRS, interpolation_profile
@@ -59,25 +59,24 @@ def diagnose(run_dir: str, out: str | None = None, other: str | None = None,
     o = options or DiagnoseOptions()
     out = out or os.path.join(run_dir, "diagnostics")
     os.makedirs(out, exist_ok=True)
-    overrides = {"device": device} if device else {}
     stages = Stages("fastreg diagnose", 5 if other else 4)
     with stages.stage("sample quality"):
-        trainer = load_trainer(run_dir, overrides=overrides)
-        c = trainer.config
-        G, D = (copy.deepcopy(m).train() for m in (trainer.G, trainer.D))
-        real = RealSampler(trainer.real.dataset, o.seed)
-        results = {"run": run_dir, "step": trainer.step, "options": vars(o)}
-        evaluator = Evaluator(trainer.real.dataset, c.data, c.z_dim, o.samples, o.extractor, trainer.device, o.seed,
+        run = open_run(run_dir, device)
+        c = run.config
+        G, D = (copy.deepcopy(m).train() for m in (run.G, run.D))
+        real = RealSampler(run.dataset, o.seed)
+        results = {"run": run_dir, "step": run.step, "options": vars(o)}
+        evaluator = Evaluator(run.dataset, c.data, c.z_dim, o.samples, o.extractor, run.device, o.seed,
                               root=c.data_root)
-        results["quality"] = evaluator(lambda z: trainer.sample(z.to(trainer.device, trainer.dtype)))
+        results["quality"] = evaluator(run.sample)
     with stages.stage("vanishing gradients"):
-        vanishing, fresh_D = vanishing_over_checkpoints(trainer, G, real, o)
+        vanishing, fresh_D = vanishing_over_checkpoints(run, G, real, o)
         results["vanishing_gradients"] = {label: [r._asdict() for r in records] for label, records in vanishing.items()}
     with stages.stage("D histograms and interpolation"):
         results.update(discriminator_views(G, D, fresh_D, real, o))
     if other:
         with stages.stage("cross-test"):
-            results["cross_test"] = cross_test_runs(trainer, G, D, load_trainer(other, overrides=overrides), o)
+            results["cross_test"] = cross_test_runs(run, G, D, open_run(other, device), o)
             results["other"] = other
     with stages.stage("figures and report"):
         figures = {
@@ -95,29 +94,28 @@ def diagnose(run_dir: str, out: str | None = None, other: str | None = None,
     return path
 
 
-def vanishing_over_checkpoints(trainer: Trainer, G, real: RealSampler, o: DiagnoseOptions):
+def vanishing_over_checkpoints(run: Run, G, real: RealSampler, o: DiagnoseOptions):
     """Arjovsky & Bottou's experiment for G of the newest (or every kept) checkpoint, each with a fresh D
     (seeded; the same initial D with and without noise); returns ``{label: records}`` and the fresh D trained
     (without noise) against the newest G. ``o.noise`` > 0 adds a run with instance noise per checkpoint."""
-    run = trainer.config.out
-    paths = list_checkpoints(run) if o.all_checkpoints else [newest_good_checkpoint(run)[0]]
+    paths = list_checkpoints(run.path) if o.all_checkpoints else [newest_good_checkpoint(run.path)[0]]
     vanishing, fresh_D = {}, None
     for path in paths:
         try:
-            state = load_checkpoint(path, map_location=trainer.device)
+            state = load_checkpoint(path, map_location=run.device)
         except DamagedCheckpointError as exc:  # --all-checkpoints: a damaged one is left out, not fatal
             warnings.warn(f"{exc}; left out of the vanishing-gradient plot", stacklevel=2)
             continue
         G_t = copy.deepcopy(G)
         G_t.load_state_dict(state["G"])
         torch.manual_seed(o.seed)
-        records, fresh_D = vanishing_gradients(G_t, fresh_discriminator(trainer), real, o.d_steps, o.record_every,
+        records, fresh_D = vanishing_gradients(G_t, fresh_discriminator(run), real, o.d_steps, o.record_every,
                                                seed=o.seed, desc=f"fresh D vs G at step {state['step']}")
         vanishing[f"G at step {state['step']}"] = records
         if o.noise > 0:
             torch.manual_seed(o.seed)
             vanishing[f"G at step {state['step']}, noise sigma={o.noise:g}"] = vanishing_gradients(
-                G_t, fresh_discriminator(trainer), real, o.d_steps, o.record_every, seed=o.seed, noise=o.noise,
+                G_t, fresh_discriminator(run), real, o.d_steps, o.record_every, seed=o.seed, noise=o.noise,
                 desc=f"fresh D vs G at step {state['step']}, noise")[0]
     return vanishing, fresh_D
 
@@ -139,19 +137,21 @@ def discriminator_views(G, D, fresh_D, real: RealSampler, o: DiagnoseOptions) ->
                               for label in ("run's D", fresh)}}
 
 
-def fresh_discriminator(trainer: Trainer) -> torch.nn.Module:
-    """A newly initialised D of the run's architecture (global RNG), in training mode."""
-    D = build.networks(trainer.config, trainer.shape)[1]
-    return D.to(trainer.device, trainer.dtype).train()
+def fresh_discriminator(run: Run) -> torch.nn.Module:
+    """A newly initialised D of the run's architecture (global RNG), in training mode; ``run``: an opened run or a
+    Trainer."""
+    D = build.networks(run.config, run.shape)[1]
+    return D.to(run.device, run.dtype).train()
 
 
-def cross_test_runs(trainer: Trainer, G, D, other: Trainer, o: DiagnoseOptions, argument: str = "other") -> dict:
+def cross_test_runs(run: Run, G, D, other: Run, o: DiagnoseOptions, argument: str = "other") -> dict:
     """Roth's cross-test between this run (A) and ``other`` (B) on the same real samples; runs on different
-    data raise ValueError naming ``argument``."""
-    if other.shape != trainer.shape or other.config.data != trainer.config.data:
+    data raise ValueError naming ``argument``. ``run`` and ``other``: opened runs or Trainers (both have config,
+    shape, dataset, G and D)."""
+    if other.shape != run.shape or other.config.data != run.config.data:
         raise ValueError(f"{argument}: run {other.config.out} trains on {other.config.data} {other.shape}, "
-                         f"not {trainer.config.data} {trainer.shape}; cross-testing needs the same data")
-    dataset = trainer.real.dataset
+                         f"not {run.config.data} {run.shape}; cross-testing needs the same data")
+    dataset = run.dataset
     real = dataset.sample(o.cross_samples) if hasattr(dataset, "sample") else real_images(dataset, o.cross_samples,
                                                                                            o.seed)
     G_b, D_b = (copy.deepcopy(m).train() for m in (other.G, other.D))

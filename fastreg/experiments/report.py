@@ -9,13 +9,13 @@ each verdict), the figures, the experiment's own tables, and one row per trainin
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 
 from .budget import Scale
 from .claims import HELD, INCONCLUSIVE, NOT_HELD, Claim, claims_table, fmt
 from ..train.build import describe_discriminator
+from ..train.metrics_log import jsonable
 from .runs import Run
 
 REPORT = "report.md"
@@ -97,19 +97,6 @@ def _command_cell(run: Run) -> str:
     from .runs import command
 
     return command(run.config).replace("|", "\\|")
-
-
-def jsonable(value):
-    """JSON-safe: non-finite floats as strings ('inf', 'nan'), tuples as lists, other objects as str."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    return str(value)
 
 
 def tally(claims) -> dict:

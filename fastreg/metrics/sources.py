@@ -52,14 +52,19 @@ def is_run(path: str) -> bool:
 
 
 def open_source(spec: str, samples: int, seed: int = 0, device: str | None = None,
-                resolution: int | None = None) -> Source:
-    """The source named ``spec`` (module doc); ``samples`` is the count a run generates."""
+                resolution: int | None = None, open_run: Callable | None = None) -> Source:
+    """The source named ``spec`` (module doc); ``samples`` is the count a run generates.
+
+    A run folder is opened with ``open_run(path, device)`` (:func:`fastreg.train.runs.open_run`, which the
+    caller hands in: the metrics do not import the trainer); without it a run folder is a ValueError."""
     if spec.startswith("data:"):
         return dataset_source(spec, resolution, seed)
     if not os.path.isdir(spec):
         raise FileNotFoundError(f"source: {spec!r} is neither a folder nor data:<dataset name>")
     if is_run(spec):
-        return run_source(spec, samples, seed, device)
+        if open_run is None:
+            raise ValueError(f"source: {spec!r} is a run folder, and no open_run was given to open it")
+        return run_source(open_run(spec, device), seed)
     return folder_source(spec, seed)
 
 
@@ -147,20 +152,18 @@ def _read_image(path: str):
         raise ValueError(f"source: {path} is not a readable image ({type(exc).__name__}: {exc})") from None
 
 
-def run_source(path: str, samples: int, seed: int, device: str | None) -> Source:
-    from ..train.trainer import load_trainer
-
-    trainer = load_trainer(path, overrides={"device": device} if device else None)
-    c = trainer.config
-    if len(trainer.shape) != 3:
-        raise ValueError(f"source: run {path} trains on {c.data} ({trainer.shape}), not on images")
+def run_source(run, seed: int) -> Source:
+    """Samples of an opened run's EMA generator (a :class:`fastreg.train.runs.Run`) from latents of ``seed``."""
+    c, path = run.config, run.path
+    if len(run.shape) != 3:
+        raise ValueError(f"source: run {path} trains on {c.data} ({run.shape}), not on images")
 
     def batches(count: int) -> Iterator[torch.Tensor]:
         latents = torch.randn(count, c.z_dim, generator=torch.Generator().manual_seed(seed))
         for z in latents.split(BATCH):
-            yield trainer.sample(z.to(trainer.device, trainer.dtype)).float().cpu()
+            yield run.sample(z).float().cpu()
 
-    return Source(path, "run", c.data, trainer.shape[-1], trainer.shape[0], batches)
+    return Source(path, "run", c.data, run.shape[-1], run.shape[0], batches)
 
 
 def conform(images: torch.Tensor, channels: int, resolution: int) -> torch.Tensor:

@@ -1,3 +1,5 @@
-"""The trainer: one loop for every GAN variant (:mod:`.trainer`), its config (:mod:`.config`),
-checkpoints (:mod:`.checkpoint`) and data-parallel runs (:mod:`.distributed`).
+"""The trainer: the loop (:mod:`.trainer`), one iteration's updates (:mod:`.steps`), checkpoint state and
+random state (:mod:`.state`), what a run writes (:mod:`.outputs`), opening a saved run without training it
+(:mod:`.runs`, :func:`~fastreg.train.runs.open_run`), its config (:mod:`.config`), checkpoints
+(:mod:`.checkpoint`) and data-parallel runs (:mod:`.distributed`).
 """

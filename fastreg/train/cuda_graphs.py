@@ -1,4 +1,4 @@
-"""CUDA-graph capture of the trainer's D step and G step (config ``cuda_graphs``).
+"""CUDA-graph capture of the D step and G step (config ``cuda_graphs``).
 
 A training step of a small GAN (DCGAN 32x32, batch 64) launches hundreds of small kernels; on a
 fast GPU the host's launch overhead, not the kernels, sets the pace. With ``cuda_graphs`` the
@@ -84,15 +84,16 @@ class _Captured:
 
 
 class CudaGraphSteps:
-    """The trainer's D and G steps, captured on first use (after warm-up) and replayed.
+    """A run's D and G steps (:class:`fastreg.train.steps.Steps`), captured on first use (after warm-up) and
+    replayed.
 
-    ``trainer.d_update`` and ``trainer.g_update`` are the step bodies, the same code as the eager
+    ``steps.d_update`` and ``steps.g_update`` are the step bodies, the same code as the eager
     steps; here they receive the static real batch and the schedule tensors instead of fresh
     tensors and numbers.
     """
 
-    def __init__(self, trainer):
-        self.trainer = t = trainer
+    def __init__(self, steps):
+        self.steps = t = steps
         self.side_stream = torch.cuda.Stream(t.device)
         self.real = None  # static real batch, allocated at the first D step
         self.sigma = torch.zeros((), device=t.device, dtype=t.dtype)   # instance-noise sigma_t
@@ -109,15 +110,15 @@ class CudaGraphSteps:
         self.real.copy_(x_real)
         self.sigma.fill_(sigma)
         self.weight.fill_(weight)
-        noise = self.sigma if self.trainer.config.noise > 0 else 0.0
-        return self._run(("D", due), lambda: self.trainer.d_update(due, self.weight, (self.real, noise)))
+        noise = self.sigma if self.steps.config.noise > 0 else 0.0
+        return self._run(("D", due), lambda: self.steps.d_update(due, self.weight, (self.real, noise)))
 
     def g_step(self, sigma: float) -> dict:
         """One G update (and the EMA update) with sigma_t."""
         self.sigma.fill_(sigma)
-        self.ema_weight.fill_(1 - self.trainer.ema_decay())
-        noise = self.sigma if self.trainer.config.noise > 0 else 0.0
-        return self._run(("G",), lambda: self.trainer.g_update(noise, self.ema_weight))
+        self.ema_weight.fill_(1 - self.steps.ema_decay())
+        noise = self.sigma if self.steps.config.noise > 0 else 0.0
+        return self._run(("G",), lambda: self.steps.g_update(noise, self.ema_weight))
 
     def _run(self, key: tuple, body) -> dict:
         """Warm up (eager, side stream), capture once, then replay the graph of ``key``."""
@@ -125,10 +126,10 @@ class CudaGraphSteps:
         name = key[0]
         if calls <= WARMUP_STEPS:
             self.last_grads.pop(name, None)
-            with torch.cuda.device(self.trainer.device):
+            with torch.cuda.device(self.steps.device):
                 return self._warm_up(body)
         if key not in self.captured:
-            with torch.cuda.device(self.trainer.device):  # graphs may only use the current device's generator
+            with torch.cuda.device(self.steps.device):  # graphs may only use the current device's generator
                 self.captured[key] = self._capture(body, name)
         captured = self.captured[key]
         captured.graph.replay()
@@ -137,7 +138,7 @@ class CudaGraphSteps:
     def _results(self, captured: _Captured, name: str) -> dict:
         """After a replay: the guard gets copies of the update's watched values (no sync; the stop policy reads
         them at its next flush), the logs get copies of the static outputs."""
-        t = self.trainer
+        t = self.steps
         for names, values in captured.checks:
             t.guard.check(t.step, names, values.clone())
         self.last_grads[name] = captured.grads
@@ -155,14 +156,14 @@ class CudaGraphSteps:
         """Record ``body`` (which does not run), on the warm-up's stream (whose library handles and workspaces
         the warm-up created). The optimizer's zero_grad inside it sets the gradients to None, so the captured
         backward allocates them in the graph's private memory pool, where the replays write them."""
-        t = self.trainer
+        t = self.steps
         graph = torch.cuda.CUDAGraph()
-        t._captured_checks = checks = []
+        t.captured_checks = checks = []
         try:
             with torch.cuda.graph(graph, stream=self.side_stream):
                 outputs = body()
         finally:
-            t._captured_checks = None
+            t.captured_checks = None
         module = t.D if name == "D" else t.G
         grads = [p.grad for p in module.parameters() if p.grad is not None]
         return _Captured(graph, outputs, checks, grads)

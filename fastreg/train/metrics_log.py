@@ -31,7 +31,7 @@ class MetricsLog:
         self._tb = _tensorboard_writer(run_dir, purge) if tensorboard else None
 
     def write(self, record: dict) -> None:
-        self._file.write(json.dumps({k: _jsonable(v) for k, v in record.items()}) + "\n")
+        self._file.write(json.dumps(jsonable(record)) + "\n")
         if self._tb is not None:
             step = record.get("step", 0)
             for key, value in record.items():
@@ -90,10 +90,18 @@ def _parse(path: str) -> tuple[list[dict], list[tuple[int, str]]]:
     return records, bad
 
 
-def _jsonable(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # JSON has no NaN/inf; keep them visible as strings
-    return value
+def jsonable(value):
+    """JSON-safe: non-finite floats as strings ('inf', 'nan': JSON has none, and they stay visible), tuples as
+    lists, dict keys as strings, objects other than numbers, strings and None as str."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return str(value)
 
 
 def _tensorboard_writer(run_dir: str, purge_step: int | None = None):

@@ -4,7 +4,7 @@ Registered with ``torch.library.register_vmap`` on ``torch.ops.fastreg.*``, so a
 the public wrappers, of their eager autograd Functions (``generate_vmap_rule``) or of the ops
 themselves lands here instead of PyTorch's slow per-slice fallback.
 
-- ``grad_penalty`` and ``grad_penalty_backward``: one kernel call per vmapped slice (the penalty
+- ``grad_penalty`` and ``_grad_penalty_backward``: one kernel call per vmapped slice (the penalty
   of slice ``k`` is the mean over that slice's own rows, with its own ``num_real``), stacked, so
   every slice gets exactly what an unbatched call on it returns.
 - ``gaussian_noise`` and ``random_interpolate``: one kernel call on the slices stacked along the
@@ -35,7 +35,7 @@ def _grad_penalty_vmap(info, in_dims, grad, logits, weight="one", num_real=0, no
 def _grad_penalty_backward_vmap(info, in_dims, grad_value, grad, logits, row_norms, weight, num_real, norm, target):
     d_grads, d_logits = [], []
     for k in range(info.batch_size):
-        d_grad, d_logit = torch.ops.fastreg.grad_penalty_backward(
+        d_grad, d_logit = torch.ops.fastreg._grad_penalty_backward(
             _slice(grad_value, in_dims[0], k), _slice(grad, in_dims[1], k), _slice(logits, in_dims[2], k),
             _slice(row_norms, in_dims[3], k), weight, num_real, norm, target)
         d_grads.append(d_grad)
@@ -81,6 +81,6 @@ def _random_interpolate_vmap(info, in_dims, x_real, x_fake, generator=None):
 def register() -> None:
     """Register the batching rules (called once, by fastreg.ops, when the extension is loaded)."""
     torch.library.register_vmap("fastreg::grad_penalty", _grad_penalty_vmap)
-    torch.library.register_vmap("fastreg::grad_penalty_backward", _grad_penalty_backward_vmap)
+    torch.library.register_vmap("fastreg::_grad_penalty_backward", _grad_penalty_backward_vmap)
     torch.library.register_vmap("fastreg::gaussian_noise", _gaussian_noise_vmap)
     torch.library.register_vmap("fastreg::random_interpolate", _random_interpolate_vmap)

@@ -1,9 +1,12 @@
-"""Autograd of the fused ops: eager autograd Functions and the formulas registered with torch.library.
+"""grad_penalty: the public wrapper, its fake kernels and its autograd (csrc/cpu/grad_penalty.cpp and
+csrc/cuda/grad_penalty.cu are the kernels; schemas in csrc/fastreg.cpp).
 
-Eager calls of the public wrappers (fastreg.ops) go through the ``Eager*`` Functions, which call the
-kernels below the Autograd dispatch key (the least Python on the path) and support torch.func
-(``setup_context``, forward-mode ``jvp``, ``generate_vmap_rule`` with the batching rules of
-fastreg.op_vmap). torch.compile and direct ``torch.ops.fastreg.*`` calls use the same formulas through
+The op ``torch.ops.fastreg.grad_penalty`` returns (value, row_norms); its backward is the internal op
+``torch.ops.fastreg._grad_penalty_backward``, differentiable once more with the formulas below. Eager
+calls of :func:`grad_penalty` go through :class:`EagerGradPenalty`, which calls the kernels below the
+Autograd dispatch key (the least Python on the path) and supports torch.func (``setup_context``,
+forward-mode ``jvp``, ``generate_vmap_rule`` with the batching rules of :mod:`fastreg.ops.vmap`).
+torch.compile and direct ``torch.ops.fastreg.*`` calls use the same formulas through
 ``torch.library.register_autograd`` (:func:`register`).
 """
 
@@ -13,9 +16,75 @@ import types
 
 import torch
 
-from .divergences import get_divergence
-from .penalty_args import parse_weight
+from ..divergences import get_divergence
+from . import reference
+from ._checks import accumulate_type, check_grad_penalty_args, check_grad_penalty_backward_args, parse_weight
+from .backend import use_native
 
+def grad_penalty(grad: torch.Tensor, logits: torch.Tensor | None = None, *, weight: str = "one",
+                 num_real: int = 0, norm: str = "sq", target: float = 1.0) -> torch.Tensor:
+    r"""Fused weighted gradient-norm penalty, a scalar:
+
+    .. math:: \frac{1}{B}\sum_i w_i\, h(\lVert g_i \rVert_2)
+
+    Args:
+        grad: ``[B, ...]``, row ``i`` is :math:`g_i = \nabla_x v(x_i)` (any
+            trailing shape; non-contiguous is fine).
+        logits: ``[B]``, the discriminator logits :math:`v_i`; needed when the
+            weight depends on them.
+        weight: ``"one"`` (:math:`w_i = 1`); ``"roth_js"`` (Roth et al. 2017,
+            symmetric JS form: :math:`(1-\sigma(v_i))^2` for the first
+            ``num_real`` rows, :math:`\sigma(v_i)^2` for the rest); or
+            ``"f:<div>"`` (:math:`w_f(v_i) = f^{*\prime\prime}(g_f(v_i))\,g_f'(v_i)^2`
+            of docs/design.md section 4, for div in kl, reverse_kl, pearson, neyman,
+            squared_hellinger, js, gan).
+        num_real: how many leading rows are real samples (``roth_js`` only).
+        norm: ``"sq"`` (:math:`h(n) = n^2`), ``"gp"`` (:math:`(n - t)^2`,
+            WGAN-GP) or ``"gp_one_sided"`` (:math:`\max(0, n - t)^2`).
+        target: :math:`t` of the ``gp`` norms.
+
+    Differentiable w.r.t. ``grad`` and ``logits``, twice (``gradgradcheck``
+    passes). Accumulates in float32 (float64 for float64 inputs).
+
+    Example (Roth et al.'s :math:`\Omega_{JS} = E_P[\dots] + E_Q[\dots]`, the sum of the real-batch
+    and the fake-batch means, with D run on each batch separately as its batch norm needs)::
+
+        x_real, x_fake = x_real.detach().requires_grad_(), x_fake.detach().requires_grad_()
+        v_real, v_fake = D(x_real).flatten(), D(x_fake).flatten()
+        g_real, g_fake = torch.autograd.grad(v_real.sum() + v_fake.sum(), (x_real, x_fake), create_graph=True)
+        omega = (grad_penalty(g_real, v_real, weight="roth_js", num_real=len(x_real))
+                 + grad_penalty(g_fake, v_fake, weight="roth_js", num_real=0))
+
+    One call on concatenated rows, ``2 * grad_penalty(g, v, weight="roth_js", num_real=B)``, is the
+    same only when both batches hold ``B`` rows (it averages over all ``2B``).
+    """
+    check_grad_penalty_args(grad, logits, weight, num_real, norm, target)
+    if not use_native(grad.device):
+        return reference.grad_penalty(grad, logits, weight=weight, num_real=num_real, norm=norm, target=target)
+    if torch.compiler.is_compiling():
+        value, _ = torch.ops.fastreg.grad_penalty(grad, logits, weight, num_real, norm, float(target))
+        return value
+    value, _ = EagerGradPenalty.apply(grad, logits, weight, num_real, norm, float(target))
+    return value
+
+
+# --- fake (meta) kernels ---------------------------------------------------------------------
+
+def _grad_penalty_fake(grad, logits, weight="one", num_real=0, norm="sq", target=1.0):
+    check_grad_penalty_args(grad, logits, weight, num_real, norm, target)
+    value = grad.new_empty(())
+    row_norms = grad.new_empty((grad.shape[0],), dtype=accumulate_type(grad.dtype))
+    return value, row_norms
+
+
+def _grad_penalty_backward_fake(grad_value, grad, logits, row_norms, weight, num_real, norm, target):
+    # Also the Meta kernel: a meta tensor among CPU ones dispatches here, so the devices are checked too.
+    check_grad_penalty_backward_args(grad_value, grad, logits, row_norms, weight, num_real, norm, target)
+    grad_logits = torch.empty_like(logits) if logits is not None else grad.new_empty((0,))
+    return torch.empty_like(grad, memory_format=torch.contiguous_format), grad_logits
+
+
+# --- autograd --------------------------------------------------------------------------------
 
 class EagerGradPenalty(torch.autograd.Function):
     """Eager-mode autograd for grad_penalty with the least Python on the path.
@@ -78,7 +147,7 @@ class EagerGradPenaltyBackward(torch.autograd.Function):
     @staticmethod
     def forward(grad_value, grad, logits, row_norms, weight, num_real, norm, target):
         with torch._C._AutoDispatchBelowAutograd():
-            return torch.ops.fastreg.grad_penalty_backward(grad_value, grad, logits, row_norms, weight, num_real,
+            return torch.ops.fastreg._grad_penalty_backward(grad_value, grad, logits, row_norms, weight, num_real,
                                                            norm, target)
 
     @staticmethod
@@ -121,87 +190,12 @@ def _penalty_input_grads(ctx, grad_value, backward_op=None):
     args = (grad_value, grad, logits, row_norms, *ctx.penalty_args)
     if backward_op is None:
         with torch._C._AutoDispatchBelowAutograd():
-            d_grad, d_logits = torch.ops.fastreg.grad_penalty_backward(*args)
+            d_grad, d_logits = torch.ops.fastreg._grad_penalty_backward(*args)
     else:
         d_grad, d_logits = backward_op(*args)
     return (d_grad if ctx.needs_input_grad[0] else None,
             d_logits if logits is not None and ctx.needs_input_grad[1] else None,
             None, None, None, None)
-
-
-def differentiated(*tensors: torch.Tensor) -> bool:
-    """Whether a call must go through the eager autograd Function: reverse mode is recording one of
-    ``tensors``, or a torch.func transform or a forward-mode AD level is active (a tensor of theirs
-    need not report requires_grad, and the raw op would drop its tangent)."""
-    return ((torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
-            or torch._C._are_functorch_transforms_active() or torch.autograd.forward_ad._current_level >= 0)
-
-
-class EagerGaussianNoise(torch.autograd.Function):
-    """Eager autograd for gaussian_noise with the least Python on the path (see EagerGradPenalty).
-
-    torch.func: the jvp is the identity on x's tangent; under vmap each slice draws its own noise
-    (fastreg.op_vmap: randomness="different" only).
-    """
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x, sigma_rows, sigma, generator):
-        with torch._C._AutoDispatchBelowAutograd():
-            return torch.ops.fastreg.gaussian_noise(x, sigma_rows, sigma, generator)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        pass
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        return grad_out, None, None, None
-
-    @staticmethod
-    def jvp(ctx, x_dot, *_):
-        return x_dot.clone(memory_format=torch.contiguous_format)
-
-
-class EagerRandomInterpolate(torch.autograd.Function):
-    """Eager autograd for random_interpolate; saves eps for the backward and the jvp (see EagerGradPenalty)."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x_real, x_fake, generator):
-        with torch._C._AutoDispatchBelowAutograd():
-            return torch.ops.fastreg.random_interpolate(x_real, x_fake, generator)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        _setup_random_interpolate(ctx, inputs, output)
-        ctx.save_for_forward(output[1])
-
-    @staticmethod
-    def backward(ctx, grad_out, _grad_eps):
-        return _random_interpolate_vjp(ctx, grad_out, _grad_eps)
-
-    @staticmethod
-    def jvp(ctx, real_dot, fake_dot, _generator_dot):
-        r"""d\hat x_i = eps_i dx_{r,i} + (1 - eps_i) dx_{f,i} (a tangent that is None counts as 0)."""
-        (eps,) = ctx.saved_tensors
-        terms = []
-        if real_dot is not None:
-            terms.append(_interpolate_grads(real_dot, eps, (True, False))[0])
-        if fake_dot is not None:
-            terms.append(_interpolate_grads(fake_dot, eps, (False, True))[1])
-        out_dot = terms[0] if len(terms) == 1 else terms[0] + terms[1]
-        return out_dot.contiguous(), None
-
-
-def _interpolate_grads(grad_out: torch.Tensor, eps: torch.Tensor, needs: tuple[bool, bool]):
-    """(eps_i g_i, (1 - eps_i) g_i) in g's dtype, each only where needed; differentiable w.r.t. g."""
-    eps_rows = eps.reshape((grad_out.shape[0],) + (1,) * (grad_out.dim() - 1))
-    d_real = (grad_out * eps_rows).to(grad_out.dtype) if needs[0] else None
-    d_fake = (grad_out * (1 - eps_rows)).to(grad_out.dtype) if needs[1] else None
-    return d_real, d_fake
 
 
 def _setup_grad_penalty(ctx, inputs, output):
@@ -213,7 +207,7 @@ def _setup_grad_penalty(ctx, inputs, output):
 
 def _grad_penalty_vjp(ctx, grad_value, _grad_row_norms):
     # row_norms is marked non-differentiable, so its cotangent is never used.
-    return _penalty_input_grads(ctx, grad_value, torch.ops.fastreg.grad_penalty_backward)
+    return _penalty_input_grads(ctx, grad_value, torch.ops.fastreg._grad_penalty_backward)
 
 
 def _setup_grad_penalty_backward(ctx, inputs, output):
@@ -315,30 +309,10 @@ def _grad_penalty_backward_vjp(ctx, grad_grad_cot, grad_logits_cot):
             d_logits if needs[2] else None, None, None, None, None, None)
 
 
-def _gaussian_noise_vjp(ctx, grad_out):
-    if ctx.needs_input_grad[1]:
-        raise ValueError("gaussian_noise: the gradient w.r.t. sigma is not provided; pass sigma.detach()")
-    return grad_out, None, None, None
-
-
-def _setup_random_interpolate(ctx, inputs, output):
-    _out, eps = output
-    ctx.mark_non_differentiable(eps)
-    ctx.save_for_backward(eps)
-
-
-def _random_interpolate_vjp(ctx, grad_out, _grad_eps):
-    # eps is marked non-differentiable, so its cotangent is never used.
-    (eps,) = ctx.saved_tensors
-    d_real, d_fake = _interpolate_grads(grad_out, eps, ctx.needs_input_grad[:2])
-    return d_real, d_fake, None
-
-
 def register() -> None:
-    """Register the autograd formulas of the four ops with torch.library (called once, by fastreg.ops)."""
+    """Register the fake kernels and the autograd of grad_penalty and _grad_penalty_backward (once, by fastreg.ops)."""
+    torch.library.register_fake("fastreg::grad_penalty", _grad_penalty_fake)
+    torch.library.register_fake("fastreg::_grad_penalty_backward", _grad_penalty_backward_fake)
     torch.library.register_autograd("fastreg::grad_penalty", _grad_penalty_vjp, setup_context=_setup_grad_penalty)
-    torch.library.register_autograd("fastreg::grad_penalty_backward", _grad_penalty_backward_vjp,
+    torch.library.register_autograd("fastreg::_grad_penalty_backward", _grad_penalty_backward_vjp,
                                     setup_context=_setup_grad_penalty_backward)
-    torch.library.register_autograd("fastreg::gaussian_noise", _gaussian_noise_vjp)
-    torch.library.register_autograd("fastreg::random_interpolate", _random_interpolate_vjp,
-                                    setup_context=_setup_random_interpolate)

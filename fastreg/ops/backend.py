@@ -2,7 +2,7 @@
 
 ``set_backend("native")`` (the default) runs the C++/CUDA kernels registered
 as ``torch.ops.fastreg.*``; ``set_backend("reference")`` runs the plain-PyTorch
-reference of ``fastreg.reference``. The environment variable
+reference of ``fastreg.ops.reference``. The environment variable
 ``FASTREG_BACKEND`` sets the initial choice. A pure-Python install
 (``FASTREG_NO_EXT=1``, no compiled library in the package) starts on the
 reference; otherwise the default is native. If the native backend is chosen
@@ -13,6 +13,7 @@ once. Contracts: docs/design.md section 8.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import platform
@@ -33,8 +34,8 @@ def _library_is_built() -> bool:
     "partially initialized module (circular import)" message, so look for the file first. Only a
     library beside this file counts (an editable install elsewhere in the environment could map one in).
     """
-    spec = importlib.util.find_spec(f"{__package__}._C")
-    here = os.path.dirname(os.path.realpath(__file__))
+    spec = importlib.util.find_spec("fastreg._C")
+    here = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # fastreg/, the folder above ops/
     return spec is not None and bool(spec.origin) and os.path.dirname(os.path.realpath(spec.origin)) == here
 
 
@@ -43,7 +44,7 @@ _C = None
 _LOAD_ERROR: str | None = None
 if _BUILT:
     try:
-        from . import _C  # loading the library registers torch.ops.fastreg.*
+        from .. import _C  # loading the library registers torch.ops.fastreg.*
     except ImportError as exc:  # a broken build: the library is there but does not load
         _LOAD_ERROR = f"fastreg._C did not load: {exc}"
 
@@ -71,6 +72,18 @@ def set_backend(name: str) -> None:
 def get_backend() -> str:
     """The backend chosen with set_backend or FASTREG_BACKEND."""
     return _backend
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """``with use_backend("reference"): ...`` runs the block on ``name`` and restores the previous backend
+    afterwards, also when the block raises."""
+    previous = get_backend()
+    set_backend(name)
+    try:
+        yield
+    finally:
+        set_backend(previous)
 
 
 def extension_loaded() -> bool:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .divergences import get_divergence
-from .penalty_args import parse_weight
+from ..divergences import get_divergence
+from ._checks import parse_weight
 
 
 def row_weights(logits: torch.Tensor | None, weight: str, num_real: int, rows: int,

@@ -1,0 +1,32 @@
+"""``fastreg demo``: a thin front for :func:`fastreg.demo.run_demo`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .options import OneDefaultHelpFormatter
+
+
+def add(commands) -> None:
+    p = commands.add_parser("demo", help="unregularized vs Roth-regularized NS-GAN on digits and a 3-D toy",
+                            formatter_class=OneDefaultHelpFormatter)
+    p.add_argument("--out", default="runs/demo",
+                   help="folder of the demo's runs and report: new, empty, or an earlier demo's (which it "
+                        "replaces; it never deletes files it did not write)")
+    p.add_argument("--quick", action="store_true", help="a few steps of each run (a smoke test)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..demo import QUICK, DemoBudget, DemoOutputError, run_demo
+
+    start = time.perf_counter()
+    try:
+        report = run_demo(args.out, QUICK if args.quick else DemoBudget())
+    except DemoOutputError as exc:
+        print(f"fastreg demo: --out: {exc}", file=sys.stderr)
+        return 2
+    print(f"fastreg demo: report written to {report} ({time.perf_counter() - start:.0f} s)")
+    return 0

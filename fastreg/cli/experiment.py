@@ -1,0 +1,62 @@
+"""``fastreg experiment``: the paper reproductions of :mod:`fastreg.experiments`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .options import OneDefaultHelpFormatter
+
+
+def add(commands) -> None:
+    from ..experiments import EXPERIMENTS
+
+    p = commands.add_parser("experiment", formatter_class=OneDefaultHelpFormatter,
+                            help="reproduce a source paper's claims (report.md with figures and a claims table)")
+    p.add_argument("name", metavar="NAME", help=f"all, or one of: {', '.join(EXPERIMENTS)}")
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument("--quick", action="store_const", const="quick", dest="scale",
+                       help="the small CPU scale (all experiments in about 20 minutes on 2 cores)")
+    scale.add_argument("--scale", choices=("tiny", "quick", "full"), dest="scale",
+                       help="tiny (a few steps, a smoke test), quick, or full (the papers' budgets; default)")
+    p.add_argument("--out", default="runs/experiments", help="parent folder: results land in OUT/NAME/")
+    p.add_argument("--data", default="digits", help="image dataset of the image experiments (roth-toy: a toy set)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="seeds (multi-seed experiments use all, the others the first; default: the scale's)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="intra-op CPU threads (small models on a shared CPU run fastest on one)")
+    p.set_defaults(handler=run, value_errors_are_user_errors=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import data
+    from ..experiments import SCALES, check_name, run_all, run_experiment
+
+    try:
+        check_name(args.name)
+    except ValueError as exc:
+        print(f"fastreg experiment: {exc}", file=sys.stderr)
+        return 2
+    if args.data not in data.available():
+        print(f"fastreg experiment: data: unknown dataset {args.data!r}; expected one of "
+              f"{', '.join(data.available())}", file=sys.stderr)
+        return 2
+    scale = SCALES[args.scale or "full"].with_seeds(args.seeds)
+    if args.threads < 1:
+        print(f"fastreg experiment: threads: must be at least 1, got {args.threads}", file=sys.stderr)
+        return 2
+    import torch
+
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    if args.name == "all":
+        reports, path = run_all(args.out, scale, args.data)
+    else:
+        reports = [run_experiment(args.name, args.out, scale, args.data)]
+        path = f"{reports[0].out}/report.md"
+    for r in reports:
+        verdicts = ", ".join(c.held for c in r.claims)
+        print(f"{r.name}: {verdicts}")
+    print(f"fastreg experiment: report written to {path} ({time.perf_counter() - start:.0f} s)")
+    return 0

@@ -1,0 +1,39 @@
+"""``fastreg train``: a new run from defaults < ``--config`` YAML < flags, or ``--resume RUN_DIR``."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..train.config import ConfigError, TrainConfig, from_dict, load_yaml, to_dict
+from .options import OneDefaultHelpFormatter, add_config_arguments, config_fields
+
+
+def add(commands) -> None:
+    p = commands.add_parser("train", help="train a GAN variant", formatter_class=OneDefaultHelpFormatter)
+    p.add_argument("--config", help="YAML file of config fields; flags given here override it")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    add_config_arguments(p)
+    p.set_defaults(handler=run)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """defaults < --config YAML < flags; then validated."""
+    base = load_yaml(args.config) if args.config else TrainConfig()
+    overrides = config_fields(args)
+    if "betas" in overrides:
+        overrides["betas"] = tuple(overrides["betas"])
+    return from_dict({**to_dict(base), **overrides}).validate()
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train.trainer import resume, train
+
+    if args.resume:
+        if args.config:
+            raise ConfigError(f"config: --config {args.config} cannot be combined with --resume: a resumed "
+                              f"run keeps its checkpoint's config; give the fields to change as flags "
+                              f"(README, 'Resume')")
+        resume(args.resume, overrides=config_fields(args))
+    else:
+        train(config_from_args(args))
+    return 0
