@@ -48,6 +48,7 @@ FIXED = {
     "lens": _NETWORK, "lens_k": _RECIPE, "lens_width": _NETWORK, "vral_mu_real": _RECIPE, "vral_mu_fake": _RECIPE,
     "data": "the checkpoint's networks and data position belong to it", "resolution": _NETWORK, "model": _NETWORK,
     "width": _NETWORK, "d_norm": _NETWORK, "z_dim": _NETWORK,
+    "mlp_init": _NETWORK,
     "d_forward": _RECIPE + " (with batch norm in D only separate forwards are valid)",
     "batch_size": "the saved data position and random streams are per batch",
     "n_critic": _RECIPE + "; the D-step counter (lazy regularization) counts its steps",
