@@ -111,11 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
-            from .demo import QUICK, DemoBudget, DemoOutputError, run_demo
+            from .demo import DEMO, QUICK, DemoOutputError, run_demo
 
             start = time.perf_counter()
             try:
-                report = run_demo(args.out, QUICK if args.quick else DemoBudget())
+                report = run_demo(args.out, QUICK if args.quick else DEMO)
             except DemoOutputError as exc:
                 print(f"fastreg demo: --out: {exc}", file=sys.stderr)
                 return 2

@@ -40,8 +40,11 @@ class Report:
     settings: dict = field(default_factory=dict)                   # experiment-specific settings
     results: dict = field(default_factory=dict)                    # raw numbers for metrics.json
     seconds: float = 0.0
+    rerun: str | None = None       # the command that re-runs it, when it is not `fastreg experiment NAME` (the demo)
 
     def rerun_command(self) -> str:
+        if self.rerun:
+            return self.rerun
         scale = scale_flag(self.scale)
         seeds = " ".join(str(s) for s in self.scale.seeds)
         out = os.path.dirname(self.out) or "."
