@@ -191,6 +191,8 @@ def demo_report(out: str, scale: Scale, results: dict) -> Report:
     quick = " --quick" if scale.name == QUICK.name else ""
     report = Report("demo", "fastreg demo: NS-GAN with and without Roth et al.'s regularizer", out, scale,
                     f"digits + {TOY_DATA}", tuple(seeds), rerun=f"fastreg demo{quick} --out {out}",
+                    scale_keys=("image_steps", "toy_steps", "resolution", "width", "eval_points", "eval_samples",
+                                "extractor", "seeds", "toy_samples"),
                     description=f"Each comparison runs both sides on the same {len(seeds)} seeds "
                                 f"({', '.join(map(str, seeds))}), data and budget; the regularized side adds "
                                 "(gamma_t/2) Omega_JS to D's loss (Roth, Lucchi, Nowozin, Hofmann 2017): on digits "

@@ -41,6 +41,7 @@ class Report:
     results: dict = field(default_factory=dict)                    # raw numbers for metrics.json
     seconds: float = 0.0
     rerun: str | None = None       # the command that re-runs it, when it is not `fastreg experiment NAME` (the demo)
+    scale_keys: tuple[str, ...] = ()   # the scale's fields the report lists (empty: all)
 
     def rerun_command(self) -> str:
         if self.rerun:
@@ -63,7 +64,8 @@ class Report:
         lines += [f"{key}: {value}" for key, value in settings.items()]
         lines += [f"re-run: {self.rerun_command()}", "```", "",
                   f"Scale `{self.scale.name}`: " + ", ".join(f"{k}={v}" for k, v in self.scale.settings().items()
-                                                             if k != "name"), "",
+                                                             if k != "name" and (k in self.scale_keys
+                                                                                 or not self.scale_keys)), "",
                   "## Claims", "", *claims_table(self.claims), ""]
         if self.figures:
             lines += ["## Figures", ""]

@@ -147,6 +147,7 @@ def stability_claims(fid: dict[str, dict[str, list[float]]], failed: dict[str, b
 
 OWN_FAKE_GATE = 0.2   # cross-test regime: each D calls at most this fraction of its own G's samples real
 REAL_GATE = 0.8       # ... and at least this fraction of the real samples real (it discriminates, not rejects all)
+CROSS_D_NORM = "none"  # D's normalization in the cross-test (a sample's logit must not depend on its batch)
 
 
 def cross(out: str, scale: Scale, data: str) -> Report:
@@ -166,7 +167,7 @@ def cross(out: str, scale: Scale, data: str) -> Report:
     for name, extra in tqdm((("unregularized", {}), ("regularized", ROTH_CONSTANT)), desc="roth-cross-test",
                             unit="run"):
         config = image_config(scale, data, os.path.join(out, "runs", name), seed, steps=scale.cross_steps,
-                              d_norm="none", **extra)
+                              d_norm=CROSS_D_NORM, **extra)
         models[name] = train_run(name, config, keep_trainer=True)
         report.runs.append(models[name])
     a, b = models["unregularized"].trainer, models["regularized"].trainer
