@@ -449,7 +449,7 @@ def test_suite_configs_follow_the_cited_protocols(suite):
     cross = {run.name: run.config for run in by_name["roth-cross-test"].runs}
     assert (cross["regularized"].reg, cross["regularized"].gamma, cross["regularized"].gamma_anneal) == \
         ("roth", 0.1, None)
-    assert cross["unregularized"].resolved("d_norm") == cross["regularized"].resolved("d_norm") == "none"
+    assert cross["unregularized"].resolved("d_norm") == cross["regularized"].resolved("d_norm") == "batch"
     for run in by_name["roth-toy"].runs:
         assert (run.config.z_dim, run.config.variant, run.config.mlp_init, run.config.ema) == \
             (2, "gan", "truncated-normal", 0.0)
