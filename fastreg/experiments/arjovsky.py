@@ -89,6 +89,10 @@ def vanishing(out: str, scale: Scale, data: str) -> Report:
                 f"| {kind} | {label} | {fmt(r[0].minimax_mean)} -> {fmt(r[-1].minimax_mean)} ({fmt(s['minimax'])}) | "
                 f"{fmt(r[0].nonsat_mean)} -> {fmt(r[-1].nonsat_mean)} ({fmt(s['nonsat'])}) | "
                 f"{fmt(s['relvar_start'])} -> {fmt(s['relvar_end'])} | {r[-1].d_accuracy:.3f} |")
+    report.departures = [f"digits at {scale.resolution}x{scale.resolution}, width {scale.width}, an epoch = "
+                         f"{epoch_steps} steps (Arjovsky & Bottou: a DCGAN on LSUN bedrooms)."]
+    if scale.fresh_d_steps < 4000:
+        report.departures.append(f"the fresh D trains {scale.fresh_d_steps} steps (the paper: 4,000).")
     report.claims = vanishing_claims(summary["without noise"], summary["with noise"], seed)
     report.settings = {"epochs": list(scale.epochs), "steps per epoch": epoch_steps, "G steps": steps,
                        "fresh D steps": scale.fresh_d_steps, "record every": scale.record_every,

@@ -95,6 +95,9 @@ def stability(out: str, scale: Scale, data: str) -> Report:
                                                               for a in archs) + ".",
                         "", "Methods: " + "; ".join(f"`{m}`: {METHODS[m][0]}" for m in methods) + ".",
                         "Architectures: " + "; ".join(f"`{a}`: {ARCHITECTURES[a][0]}" for a in archs) + "."]
+    report.departures = [f"{scale.image_steps} generator steps at {scale.resolution}x{scale.resolution} on {data} "
+                         f"(Roth et al.: 100k+ iterations on CelebA/LSUN/CIFAR at 32 and 64 px), width {scale.width}, "
+                         f"{len(seeds)} seeds."]
     report.claims = stability_claims(fid, failed, list(seeds))
     report.settings = {"architectures": archs, "methods": methods, "steps": scale.image_steps,
                        "resolution": scale.resolution, "base width": scale.width}
@@ -197,6 +200,8 @@ def cross(out: str, scale: Scale, data: str) -> Report:
                         f"| regularized (B) | {x['balanced_accuracy_b']:.3f} | {real_reg:.3f} | {own_reg:.3f} "
                         f"| {fp_reg:.3f} |", "",
                         f"{n_real} real samples, {n} samples of each generator."]
+    report.departures = [f"{scale.cross_steps} generator steps at {scale.resolution}x{scale.resolution} on {data}, "
+                         f"width {scale.width}, one seed (Roth et al.: fully trained models on CelebA 64x64)."]
     report.claims = cross_claims(fp_reg, fp_unreg, seed, own_reg, own_unreg, min(real_reg, real_unreg))
     report.commands.append(("the cross-test on the two trained runs",
                             f"fastreg diagnose {models['unregularized'].config.out} --other "
@@ -251,8 +256,7 @@ def toy(out: str, scale: Scale, data: str) -> Report:
                                        "normal of std 0.1; the generator itself is scored (no EMA). Unregularized vs "
                                        "Roth's regularizer at constant gamma=0.1, over several seeds. A mode is "
                                        "covered when it receives at least 10% of its share of the samples within 3 "
-                                       "sigma; W1 is the exact Wasserstein-1 distance to mixture samples. Departure: "
-                                       f"{scale.toy_steps} steps where the script trains 100k.")
+                                       "sigma; W1 is the exact Wasserstein-1 distance to mixture samples.")
     variants = {"unregularized": {}, "regularized": ROTH_CONSTANT}
     results: dict[str, dict[int, dict]] = {name: {} for name in variants}
     samples = {}
@@ -278,6 +282,8 @@ def toy(out: str, scale: Scale, data: str) -> Report:
             q = results[name][seed]
             report.sections.append(f"| {name} | {seed} | {q['modes_covered']}/{q['n_modes']} | "
                                    f"{q['high_quality']:.3f} | {fmt(q['wasserstein_1'])} |")
+    if scale.toy_steps < 100_000:
+        report.departures = [f"{scale.toy_steps} steps where the authors' script trains 100k."]
     report.claims = toy_claims(results["regularized"], results["unregularized"])
     report.settings = {"steps": scale.toy_steps, "samples scored": scale.toy_samples, "gamma": 0.1,
                        "z_dim": TOY_Z_DIM, "G loss": TOY_VARIANT, "init": TOY_INIT, "EMA": "off"}
@@ -354,6 +360,8 @@ def explicit_noise(out: str, scale: Scale, data: str) -> Report:
                                         mean_std(fid["none"])[0], os.path.join(out, "fid_vs_noise.png")))
     report.sections += ["## Final FID", "", "| run | mean ± std over seeds | seeds |", "|---|---:|---|",
                         *(f"| {name} | {spread_text(v)} | {', '.join(fmt(x) for x in v)} |" for name, v in fid.items())]
+    report.departures = [f"{scale.image_steps} generator steps at {scale.resolution}x{scale.resolution} on {data}, "
+                         f"width {scale.width}, noise levels {', '.join(f'{s:g}' for s in levels)}."]
     report.claims = noise_claims(fid["roth"], fid["none"], noise_fid, list(seeds), all(trained))
     report.settings = {"steps": scale.image_steps, "noise levels": levels, "noise schedule": "constant"}
     report.results = {"final_fid": fid, "baseline_trained": trained}

@@ -62,6 +62,8 @@ def tempered(out: str, scale: Scale, data: str) -> Report:
                                f"({fmt(with_lens[1])}) | "
                                f"{', '.join(fmt(x) for x in fid[v]['plain'])} | "
                                f"{', '.join(fmt(x) for x in fid[v]['lens'])} |")
+    report.departures = [f"{steps} generator steps with K = {lens_k} (the paper: K = 100k), lens width "
+                         f"{scale.lens_width} (the paper: 64), {scale.resolution}x{scale.resolution} {data}."]
     report.claims = tempered_claims(fid, list(seeds), lens_k / steps)
     report.settings = {"variants": list(VARIANTS), "steps": steps, "lens K": lens_k, "lens width": scale.lens_width}
     report.results = {"final_fid": fid}

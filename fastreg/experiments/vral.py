@@ -58,8 +58,12 @@ def vral(out: str, scale: Scale, data: str) -> Report:
                                 "real and generated samples; overlap coefficient = sum over shared bins of "
                                 "min(real share, fake share); D's accuracy at the loss's own threshold (0 for "
                                 "the logistic losses, (a+b)/2 for LSGAN, (mu_r+mu_f)/2 for VRAL, the midpoint "
-                                "of the two means for WGAN). Departure: the fixed-G runs' `fastreg train` "
-                                "commands start from a random G; the experiment loads the pretrained G first.")
+                                "of the two means for WGAN).")
+    report.departures = ["the fixed-G runs' `fastreg train` commands start from a random G; the experiment loads the "
+                         "pretrained G first.",
+                         f"{scale.critic_g_steps} generator steps at {k}:1 and {scale.fixed_g_d_steps} fixed-G D steps "
+                         f"at {scale.resolution}x{scale.resolution} (Grewal et al.: full training, >= 5k D steps).",
+                         "WGAN on Adam instead of its RMSprop, so that only the loss differs between the variants."]
     pre_config = image_config(scale, data, probe.out, seed, steps=g_steps, variant=FIXED_G_VARIANT, **base)
     pretrained = train_run(f"fixed G: {FIXED_G_VARIANT}, {scale.fixed_g_epochs} epochs", pre_config,
                            keep_trainer=True)
