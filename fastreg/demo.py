@@ -1,14 +1,16 @@
-"""`make demo` / `fastreg demo`: an unregularized and a Roth-regularized NS-GAN, side by side, over seeds.
+"""`make demo` / `fastreg demo`: an unregularized and a Roth-regularized NS-GAN, side by side, over seeds, as an
+ordinary experiment of :mod:`fastreg.experiments` (its :class:`~fastreg.experiments.budget.Scale`, its training
+runs and re-run commands, its claim rules with their regime gates, its report).
 
-Two comparisons, each on several seeds with the same budget: DCGAN on the bundled ``digits``
-(32x32), and MLPs on Roth et al.'s dimensionally misspecified 3-D mixture. The two sides of
-each comparison differ only in the regularizer: none vs Roth's Omega_JS with gamma annealed
-from 2.0 by alpha = 0.01 (Roth, Lucchi, Nowozin, Hofmann 2017); both sides run the same seeds.
-The report ``<out>/report.md`` states, per comparison, both sides' settings (read from each
-run's resolved config), the seeds, a one-line verdict (the rule: :func:`verdict`), loss and
-gradient-norm curves and evaluation curves (mean over seeds, band: min to max), the final
-samples of the EMA generator (toy: projected onto the mixture's plane) and a table of every
-run with the mean and standard deviation over seeds.
+Two comparisons, each on three seeds per side with the same budget: the DCGAN with batch norm in D on the
+bundled ``digits`` (32x32), unregularized vs Roth's Omega_JS with gamma annealed from 2.0 by alpha = 0.01; and
+the dimensionally misspecified 3-D mixture on the ``roth-toy`` experiment's protocol (the authors' toy script:
+z 2, minimax G loss, truncated-normal init, constant gamma = 0.1, the raw generator scored), decided by the
+roth-toy claim rules. The gamma presets are the regularizer table's (:data:`fastreg.regularizer_table.REGULARIZERS`).
+The report ``<out>/report.md`` states the claims table (held / not held / inconclusive with the gate's reason),
+both sides' settings (read from each run's resolved config), loss, gradient-norm and evaluation curves (mean over
+seeds, band: min to max), the final samples (toy: projected onto the mixture's plane), a table of every run with
+the mean and standard deviation over seeds, and each run's ``fastreg train`` command.
 """
 
 from __future__ import annotations
@@ -18,20 +20,36 @@ import os
 import shutil
 import statistics
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 
 from . import data
-from .regularizer_table import REGULARIZERS
-from .plots import metric_label, plot_mixture_plane, plot_seed_curves
+from .experiments.budget import CPU, Scale
+from .experiments.claims import Claim, all_of, better_beyond_spread, fid_fell, gate, spread_text
+from .experiments.report import METRICS, REPORT, Report
+from .experiments.roth import ROTH_ANNEALED, ROTH_CONSTANT, toy_claims
+from .experiments.runs import Run, image_config, toy_config, toy_quality, train_run
+from .plots import plot_mixture_plane, plot_seed_curves
 from .train.config import TrainConfig
 from .train.metrics_log import read_metrics
-from .train.trainer import Trainer
 
-ROTH = REGULARIZERS["roth"].preset(annealed=True)  # gamma0 = 2.0 annealed by alpha = 0.01 (Roth et al. 2017)
-METHODS = {"ns": {}, "ns-roth": ROTH}
+DIGITS_EXTRACTOR = "classifier:digits"
+# The demo's scale: digits at 32x32, width 32, 500 steps per run (about 30 s each on an idle 2-core CPU); the
+# toy on the roth-toy protocol for 10k steps (about 80 s a run): in the cpu scale's calibration both sides covered
+# all 7 modes by 9k steps on seeds 0 and 1 and the regularized side only 0-2 of them at 6k, while the cpu scale's
+# 12k would take the demo past its 15 minutes. Everything else as the cpu scale.
+DEMO = replace(CPU, name="demo", image_steps=500, toy_steps=10_000, resolution=32, width=32, eval_points=3,
+               eval_samples=1000, extractor=DIGITS_EXTRACTOR, seeds=(0, 1, 2), toy_samples=5000)
+QUICK = replace(DEMO, name="demo-quick", image_steps=4, toy_steps=4, resolution=8, width=8, eval_points=2,
+                eval_samples=100, seeds=(0, 1), toy_samples=200)
+METHODS = {"digits": {"ns": {}, "ns-roth": ROTH_ANNEALED},    # gamma0 = 2 annealed by alpha = 0.01
+           "toy3d": {"ns": {}, "ns-roth": ROTH_CONSTANT}}     # gamma = 0.1, the roth-toy protocol
+TOY_DATA = "misspecified3d"
 TOY_SCATTER_SAMPLES = 2000  # generated points in the toy's plane picture
+DATASETS = {"digits": "DCGAN on digits", "toy3d": "MLPs on the misspecified 3-D mixture"}
+EVAL_CURVES = {"digits": [f"fid/{DIGITS_EXTRACTOR}", f"kid/{DIGITS_EXTRACTOR}"],
+               "toy3d": ["wasserstein_1", "modes_covered"]}
 MARKER = ".fastreg-demo.json"  # in the demo's folder: the entries it wrote, the only ones a re-run replaces
 
 
@@ -39,84 +57,53 @@ class DemoOutputError(ValueError):
     """``--out`` cannot take the demo's output (a file, or a folder holding what the demo did not write)."""
 
 
-@dataclass
-class DemoBudget:
-    """The demo's budget. Three seeds per side. Digits: a third of the former single seed's 1,500 steps each,
-    so the digits runs, which take nearly all of the demo's time, keep their total (about 30 s per run on an
-    idle 2-core CPU; FID[classifier:digits] about 12 at 500 steps). Toy: the former 2,000 steps each (700
-    covered no mode, 2,000 covered 5 of 7 for seed 0; a toy run takes 10 to 20 s), which adds one to two
-    minutes."""
-
-    digits_steps: int = 500
-    toy_steps: int = 2000
-    seeds: tuple[int, ...] = (0, 1, 2)
-    width: int = 32
-    resolution: int = 32
-    eval_points: int = 3        # evaluations per run, the last at the final step
-    eval_samples: int = 1000
-
-
-QUICK = DemoBudget(digits_steps=4, toy_steps=4, seeds=(0, 1), width=8, resolution=8, eval_points=2,
-                   eval_samples=100)
-DIGITS_EXTRACTOR = "classifier:digits"
-DATASETS = {"digits": "DCGAN on digits", "toy3d": "MLPs on the misspecified 3-D mixture"}
-FINAL_METRIC = {"digits": f"fid/{DIGITS_EXTRACTOR}", "toy3d": "wasserstein_1"}  # the verdict's; lower is better
-EVAL_CURVES = {"digits": [f"fid/{DIGITS_EXTRACTOR}", f"kid/{DIGITS_EXTRACTOR}"],
-               "toy3d": ["wasserstein_1", "high_quality"]}
-
-
 def run_name(dataset: str, method: str, seed: int) -> str:
     return f"{dataset}-{method}-seed{seed}"
 
 
-def demo_configs(out: str, budget: DemoBudget) -> dict[str, TrainConfig]:
+def demo_configs(out: str, scale: Scale = DEMO) -> dict[str, TrainConfig]:
     """Every run of the demo by name (:func:`run_name`): per dataset, method and seed."""
-    # The DCGAN D of Radford et al. and of Roth et al.'s code, batch norm included, on both sides: the
-    # regularized run differs only in the regularizer (its penalty runs D on the real and the fake batch in
-    # separate forwards, as the authors' code and as the unregularized D step do).
-    digits = TrainConfig(variant="ns", data="digits", resolution=budget.resolution, width=budget.width,
-                         batch_size=64, steps=budget.digits_steps, d_norm="batch",
-                         log_every=max(1, budget.digits_steps // 60), sample_every=budget.digits_steps,
-                         checkpoint_every=budget.digits_steps, keep_checkpoints=1,
-                         eval_every=max(1, budget.digits_steps // budget.eval_points),
-                         eval_samples=budget.eval_samples, eval_extractor=DIGITS_EXTRACTOR)
-    # Roth et al.'s toy set-up: tanh MLPs, Adam 1e-3, batch 512.
-    toy = TrainConfig(variant="ns", data="misspecified3d", model="mlp", z_dim=16, batch_size=512, lr_d=1e-3,
-                      lr_g=1e-3, steps=budget.toy_steps, log_every=max(1, budget.toy_steps // 60),
-                      sample_every=budget.toy_steps, checkpoint_every=budget.toy_steps, keep_checkpoints=1,
-                      eval_every=max(1, budget.toy_steps // budget.eval_points), eval_samples=budget.eval_samples)
     runs = {}
-    for dataset, base in (("digits", digits), ("toy3d", toy)):
-        for method, fields in METHODS.items():
-            for seed in budget.seeds:
+    for dataset, methods in METHODS.items():
+        for method, fields in methods.items():
+            for seed in scale.seeds:
                 name = run_name(dataset, method, seed)
-                runs[name] = replace(base, out=os.path.join(out, name), seed=seed, **fields)
+                folder = os.path.join(out, name)
+                if dataset == "digits":
+                    # Radford et al.'s D, batch norm included, on both sides, as Roth et al.'s code: the regularized
+                    # run's penalty runs D on the real and the fake batch in separate forwards.
+                    runs[name] = image_config(scale, "digits", folder, seed, d_norm="batch", **fields)
+                else:
+                    runs[name] = toy_config(scale, folder, seed, TOY_DATA, **fields)
     return runs
 
 
-def run_demo(out: str = "runs/demo", budget: DemoBudget | None = None) -> str:
+def demo_entries(configs: dict[str, TrainConfig]) -> list[str]:
+    """The names the demo writes directly under its folder: one folder per run, the report, its metrics and
+    its figures."""
+    figures = [f"{dataset}_{kind}.png" for dataset in DATASETS for kind in ("curves", "evaluation")]
+    figures.append("toy3d_plane.png")
+    return [*configs, REPORT, METRICS, *figures]
+
+
+def run_demo(out: str = "runs/demo", scale: Scale | None = None) -> str:
     """Train every run and write the report into ``out``; returns the report's path.
 
     ``out`` must be new, empty or a previous demo's folder (see :func:`prepare_output`): the demo replaces
     only what an earlier demo wrote there and never deletes anything else.
     """
-    budget = DemoBudget() if budget is None else budget
-    configs = demo_configs(out, budget)
+    scale = DEMO if scale is None else scale
+    start = time.perf_counter()
+    configs = demo_configs(out, scale)
     prepare_output(out, demo_entries(configs))
     results = {}
     for name, config in configs.items():
-        start = time.perf_counter()
-        trainer = Trainer(config)
-        trainer.train()
-        results[name] = summarize(trainer, time.perf_counter() - start)
-    return write_report(out, results, budget)
-
-
-def demo_entries(configs: dict[str, TrainConfig]) -> list[str]:
-    """The names the demo writes directly under its folder: one folder per run, the report and its figures."""
-    figures = [f"{dataset}_{kind}.png" for dataset in DATASETS for kind in ("curves", "evaluation")]
-    figures.append("toy3d_plane.png")
-    return [*configs, "report.md", *figures]
+        run = train_run(name, config, keep_trainer=True)
+        results[name] = summarize(run, scale)
+        run.trainer = None
+    report = demo_report(out, scale, results)
+    report.seconds = time.perf_counter() - start
+    return report.write()
 
 
 def prepare_output(out: str, entries: list[str]) -> None:
@@ -151,23 +138,24 @@ def prepare_output(out: str, entries: list[str]) -> None:
         json.dump({"written_by": "fastreg demo", "entries": sorted(set(entries))}, f, indent=1)
 
 
-def summarize(trainer: Trainer, seconds: float) -> dict:
+def summarize(run: Run, scale: Scale) -> dict:
     """A finished run's numbers for the report: final losses, the final evaluation, timings; digits: the
-    real-data floor and the classifier's held-out accuracy; toy: samples for the plane picture."""
-    config = trainer.config
+    real-data floor and the classifier's held-out accuracy; toy: the roth-toy scores and samples for the plane
+    picture."""
+    trainer, config = run.trainer, run.config
     records = read_metrics(config.out)
     last = [r for r in records if "d_loss" in r][-1]
-    evaluations = [r for r in records if "eval_seconds" in r]
-    summary = {"config": config, "seconds": seconds, "steps_per_second": config.steps / seconds,
-               "d_loss": last["d_loss"], "g_loss": last["g_loss"], "d_grad_norm": last["d_grad_norm"],
-               "final_eval": evaluations[-1], "ema_decay": trainer.ema_decay(),
-               "eval_seconds": trainer.evaluator.setup_seconds + sum(r["eval_seconds"] for r in evaluations)}
+    summary = {"run": run, "config": config, "seconds": run.seconds, "steps_per_second": config.steps / run.seconds,
+               "d_loss": last["d_loss"], "g_loss": last["g_loss"], "final_eval": run.evaluations[-1],
+               "ema_decay": trainer.ema_decay(),
+               "eval_seconds": trainer.evaluator.setup_seconds + sum(r["eval_seconds"] for r in run.evaluations)}
     classifier = getattr(trainer.evaluator.extractor, "classifier", None)
     if classifier is not None:
         summary["classifier_accuracy"] = (classifier.held_out_accuracy, classifier.held_out_count)
         summary["real_floor"] = trainer.evaluator.real_floor()
         summary["real_count"] = len(trainer.evaluator.real_features)
     if config.model == "mlp":
+        summary["quality"] = toy_quality(trainer, scale.toy_samples)
         z = torch.randn(TOY_SCATTER_SAMPLES, config.z_dim, generator=torch.Generator().manual_seed(7))
         summary["samples"] = trainer.sample(z.to(trainer.device, trainer.dtype)).float().cpu()
     return summary
@@ -180,22 +168,83 @@ def spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"
 
 
-def verdict(metric: str, plain: dict[int, float], regularized: dict[int, float]) -> str:
-    """One line on ``metric`` (lower is better) by seed: the regularized side is called better (worse) when it
-    is lower (higher) on every seed, each side run with the same seeds; anything else is no consistent
-    difference at this budget."""
+def digits_claims(plain: dict[int, dict], roth: dict[int, dict]) -> list[Claim]:
+    """The flagship claim on final FIDs over seeds (lower is better), decided by the experiments' rule: better by
+    more than the seed spread; gate: the unregularized runs trained (their FID fell on every seed)."""
+    key = f"fid/{DIGITS_EXTRACTOR}"
     seeds = sorted(plain)
-    wins = sum(regularized[s] < plain[s] for s in seeds)
-    n = len(seeds)
-    means = (f"mean {spread([regularized[s] for s in seeds])} with Roth vs {spread([plain[s] for s in seeds])} "
-             f"without, mean ± std over seeds {', '.join(map(str, seeds))}")
-    if wins == n:
-        call = f"Roth's regularizer gave the lower final {metric} on all {n} seeds"
-    elif wins == 0:
-        call = f"Roth's regularizer gave the higher (worse) final {metric} on all {n} seeds"
-    else:
-        call = f"no consistent difference: Roth's regularizer gave the lower final {metric} on {wins} of {n} seeds"
-    return f"{call} ({means})."
+    a = [roth[s]["final_eval"][key] for s in seeds]
+    b = [plain[s]["final_eval"][key] for s in seeds]
+    claim = Claim("Roth's regularizer (gamma0=2 annealed) trains the DCGAN to a lower FID than without",
+                  "regularized training better than unregularized (Roth et al. 2017)",
+                  f"final FID [{DIGITS_EXTRACTOR}] with Roth {spread_text(a)} vs without {spread_text(b)} (per seed: "
+                  + "; ".join(f"{s}: {x:.4g} vs {y:.4g}" for s, x, y in zip(seeds, a, b)) + ")", seeds,
+                  all_of([better_beyond_spread(a, b)]),
+                  "mean final FID with the regularizer lower than without by more than the seed spread (the larger "
+                  "std of the two sides; >= 3 seeds).")
+    trained = all(fid_fell(plain[s]["run"].curve("fid")) for s in seeds)
+    return gate([claim], trained, "regime not reached: the unregularized runs' FID did not fall over training on "
+                                  "every seed")
+
+
+def demo_report(out: str, scale: Scale, results: dict) -> Report:
+    seeds = list(scale.seeds)
+    quick = " --quick" if scale.name == QUICK.name else ""
+    report = Report("demo", "fastreg demo: NS-GAN with and without Roth et al.'s regularizer", out, scale,
+                    f"digits + {TOY_DATA}", tuple(seeds), rerun=f"fastreg demo{quick} --out {out}",
+                    scale_keys=("image_steps", "toy_steps", "resolution", "width", "eval_points", "eval_samples",
+                                "extractor", "seeds", "toy_samples"),
+                    description=f"Each comparison runs both sides on the same {len(seeds)} seeds "
+                                f"({', '.join(map(str, seeds))}), data and budget; the regularized side adds "
+                                "(gamma_t/2) Omega_JS to D's loss (Roth, Lucchi, Nowozin, Hofmann 2017): on digits "
+                                "gamma_t = 2.0 * 0.01^(t/T); on the toy the roth-toy experiment's protocol "
+                                "(constant gamma = 0.1, the authors' toy script). The claims are decided by the "
+                                "rules of `fastreg experiment` (printed under the table); spreads are the mean ± "
+                                "standard deviation over the seeds, curve bands run from the lowest to the "
+                                "highest seed.")
+    by = {d: {m: {r["config"].seed: r for n, r in results.items() if n.startswith(f"{d}-{m}-seed")}
+              for m in METHODS[d]} for d in DATASETS}
+    toy = {m: {s: r["quality"] for s, r in runs.items()} for m, runs in by["toy3d"].items()}
+    report.claims = digits_claims(by["digits"]["ns"], by["digits"]["ns-roth"]) + toy_claims(toy["ns-roth"], toy["ns"])
+    report.runs = [r["run"] for r in results.values()]
+    for dataset, title in DATASETS.items():
+        by_method = by[dataset]
+        groups = {m: [r["config"].out for _, r in sorted(runs.items())] for m, runs in by_method.items()}
+        report.figure(f"{title}: losses and gradient norms. Losses are means over each logging window. D loss: the "
+                      "loss D minimizes, the variant's loss plus, on the regularized side, the weighted penalty "
+                      "(gamma_t/2) Omega. D gradient norm: the L2 norm of the gradient of D's loss with respect to "
+                      "all of D's weights at the last D step of the window (G gradient norm likewise for G's loss "
+                      "and weights).",
+                      plot_seed_curves(groups, ["d_loss", "g_loss", "d_grad_norm", "g_grad_norm"],
+                                       os.path.join(out, f"{dataset}_curves.png"),
+                                       log_y=("d_grad_norm", "g_grad_norm")))
+        report.figure(" ".join(evaluation_caption(dataset, by_method)),
+                      plot_seed_curves(groups, EVAL_CURVES[dataset], os.path.join(out, f"{dataset}_evaluation.png"),
+                                       log_y=(f"fid/{DIGITS_EXTRACTOR}",)))
+        if dataset == "toy3d":
+            report.figure(*plane_figure(out, by_method))
+        report.sections += [f"## {title}", "", "What was compared (from each run's config.yaml):", "",
+                            "| | ns | ns-roth |", "|---|---|---|"]
+        sides = {m: _settings(next(iter(runs.values()))["config"]) for m, runs in by_method.items()}
+        for row in sides["ns"]:
+            report.sections.append(f"| {row} | {sides['ns'][row]} | {sides['ns-roth'][row]} |")
+        report.sections.append(f"| seeds | {', '.join(map(str, sorted(by_method['ns'])))} | "
+                               f"{', '.join(map(str, sorted(by_method['ns-roth'])))} |")
+        differing = [row for row in sides["ns"] if sides["ns"][row] != sides["ns-roth"][row]]
+        report.sections += ["", f"The two sides differ in: {', '.join(differing) or 'nothing'}.", ""]
+        if dataset == "digits":
+            report.sections += samples_section(by_method)
+        report.sections += run_table(dataset, by_method)
+    accuracy = next((r["classifier_accuracy"] for r in results.values() if "classifier_accuracy" in r), None)
+    if accuracy is not None:
+        report.sections += [f"The `{DIGITS_EXTRACTOR}` extractor is fastreg's digits classifier: {accuracy[0]:.1%} "
+                            f"accuracy on {accuracy[1]} held-out digits it never trained on. Its FIDs are not "
+                            "comparable with Inception FIDs.", ""]
+    report.settings = {"digits steps": scale.image_steps, "toy steps": scale.toy_steps,
+                       "resolution": scale.resolution, "width": scale.width}
+    report.results = {name: {"seed": r["config"].seed, "final_eval": r["final_eval"], "seconds": r["seconds"],
+                             **({"quality": r["quality"]} if "quality" in r else {})} for name, r in results.items()}
+    return report
 
 
 def _settings(config: TrainConfig) -> dict[str, str]:
@@ -215,95 +264,46 @@ def _settings(config: TrainConfig) -> dict[str, str]:
     return rows
 
 
-def write_report(out: str, results: dict, budget: DemoBudget) -> str:
-    seeds = list(budget.seeds)
-    lines = ["# fastreg demo: NS-GAN with and without Roth et al.'s regularizer", "",
-             f"Each comparison runs both sides on the same {len(seeds)} seeds ({', '.join(map(str, seeds))}), data and "
-             "budget; the regularized side adds (gamma_t/2) Omega_JS to D's loss with gamma_t = 2.0 * 0.01^(t/T) "
-             "(Roth, Lucchi, Nowozin, Hofmann 2017). Spreads are the mean ± standard deviation over the seeds; curve "
-             "bands run from the lowest to the highest seed.", ""]
-    intro, verdicts = len(lines), []
-    for dataset, title in DATASETS.items():
-        pair = {name: r for name, r in results.items() if name.startswith(dataset + "-")}
-        by_method = {m: {r["config"].seed: r for name, r in pair.items() if name.startswith(f"{dataset}-{m}-seed")}
-                     for m in METHODS}
-        metric = FINAL_METRIC[dataset]
-        finals = {m: {s: r["final_eval"][metric] for s, r in runs.items()} for m, runs in by_method.items()}
-        line = verdict(metric_label(metric)[0], finals["ns"], finals["ns-roth"])
-        verdicts.append(f"- **{title}**: {line}")
-        lines += [f"## {title}", "", f"**Verdict**: {line}", "", "What was compared (from each run's config.yaml):", "",
-                  "| | ns | ns-roth |", "|---|---|---|"]
-        sides = {m: _settings(next(iter(runs.values()))["config"]) for m, runs in by_method.items()}
-        for row in sides["ns"]:
-            lines.append(f"| {row} | {sides['ns'][row]} | {sides['ns-roth'][row]} |")
-        lines.append(f"| seeds | {', '.join(map(str, sorted(by_method['ns'])))} | "
-                     f"{', '.join(map(str, sorted(by_method['ns-roth'])))} |")
-        differing = [row for row in sides["ns"] if sides["ns"][row] != sides["ns-roth"][row]]
-        lines += ["", f"The two sides differ in: {', '.join(differing) or 'nothing'}.", ""]
-        groups = {m: [r["config"].out for _, r in sorted(runs.items())] for m, runs in by_method.items()}
-        curves = plot_seed_curves(groups, ["d_loss", "g_loss", "d_grad_norm", "g_grad_norm"],
-                                  os.path.join(out, f"{dataset}_curves.png"), log_y=("d_grad_norm", "g_grad_norm"))
-        evaluation = plot_seed_curves(groups, EVAL_CURVES[dataset], os.path.join(out, f"{dataset}_evaluation.png"),
-                                      log_y=(f"fid/{DIGITS_EXTRACTOR}",))
-        lines += [f"![curves]({os.path.basename(curves)})", "",
-                  "Losses are means over each logging window. D loss: the loss D minimizes, the variant's "
-                  "loss plus, on the regularized side, the weighted penalty (gamma_t/2) Omega. D gradient norm: "
-                  "the L2 norm of the gradient of D's loss with respect to all of D's weights at the last D step of "
-                  "the window (G gradient norm likewise for G's loss and weights).", ""]
-        lines += evaluation_caption(dataset, pair) + [f"![evaluation]({os.path.basename(evaluation)})", ""]
-        lines += samples_section(out, dataset, by_method)
-        lines += run_table(dataset, by_method)
-    lines[intro:intro] = ["## Verdicts", "", *verdicts, ""]
-    accuracy = next((r["classifier_accuracy"] for r in results.values() if "classifier_accuracy" in r), None)
-    if accuracy is not None:
-        lines += [f"The `{DIGITS_EXTRACTOR}` extractor is fastreg's digits classifier: {accuracy[0]:.1%} accuracy on "
-                  f"{accuracy[1]} held-out digits it never trained on. Its FIDs are not comparable with Inception "
-                  "FIDs.", ""]
-    path = os.path.join(out, "report.md")
-    with open(path, "w") as f:
-        f.write("\n".join(lines))
-    return path
-
-
-def evaluation_caption(dataset: str, pair: dict) -> list[str]:
-    some = next(iter(pair.values()))
+def evaluation_caption(dataset: str, by_method: dict) -> list[str]:
+    some = next(iter(next(iter(by_method.values())).values()))
     n = some["config"].eval_samples
     if dataset == "toy3d":
-        return [f"Evaluations of the EMA generator on {n} samples each: the exact Wasserstein-1 distance to {n} "
-                "mixture samples, and the high-quality fraction (samples within 3 sigma of a mode). The table's "
-                "modes and high-quality fraction are the final evaluation's, on the same samples.", ""]
+        return [f"MLPs on the misspecified 3-D mixture: evaluations of the generator on {n} samples each, the exact "
+                f"Wasserstein-1 distance to {n} mixture samples and the modes covered (a mode counts when it "
+                "receives at least 10% of its share of the samples within 3 sigma)."]
     floor = some["real_floor"]
     fid, kid = floor[f"fid/{DIGITS_EXTRACTOR}"], floor[f"kid/{DIGITS_EXTRACTOR}"]
-    return [f"FID and KID of the EMA generator on {n} samples against all {some['real_count']} real digits "
-            f"(features: `{DIGITS_EXTRACTOR}`, the held-out digits classifier; lower is better; 0 for the same "
-            "distribution). KID is the unbiased polynomial-kernel MMD^2 of Binkowski et al. 2018; neither has a "
-            f"fixed upper end: their scale is set by the features. For scale, two halves of the real digits score "
-            f"FID {fid:.3g} and KID {kid:.3g} against each other (the real-data floor at that sample size).", ""]
+    return [f"DCGAN on digits: FID and KID of the EMA generator on {n} samples against all {some['real_count']} "
+            f"real digits (features: `{DIGITS_EXTRACTOR}`, the held-out digits classifier; lower is better; 0 for "
+            "the same distribution). KID is the unbiased polynomial-kernel MMD^2 of Binkowski et al. 2018; neither "
+            "has a fixed upper end: their scale is set by the features. For scale, two halves of the real digits "
+            f"score FID {fid:.3g} and KID {kid:.3g} against each other (the real-data floor at that sample size)."]
 
 
-def samples_section(out: str, dataset: str, by_method: dict) -> list[str]:
-    """The final samples of the first seed's runs, of the EMA generator."""
-    lines = []
+def plane_figure(out: str, by_method: dict) -> tuple[str, str]:
+    """The first seed's toy samples projected onto the mixture's plane (caption, path)."""
+    mixture = data.get_dataset(TOY_DATA, seed=0)
+    normal = torch.linalg.cross(mixture.basis[0], mixture.basis[1])
+    panels = {}
+    for method, runs in by_method.items():
+        r = runs[min(runs)]
+        offset = ((r["samples"].double() - mixture.modes.mean(dim=0)) @ normal).abs().mean().item()
+        panels[f"{method}, seed {r['config'].seed}"] = {
+            "samples": r["samples"],
+            "title": f"{r['quality']['modes_covered']}/{mixture.n_modes} modes covered, mean distance off the plane "
+                     f"{offset:.3f}"}
+    path = plot_mixture_plane(panels, mixture, os.path.join(out, "toy3d_plane.png"))
+    return (f"Final samples of the first seed's toy runs, from the generator itself (the roth-toy protocol keeps no "
+            f"EMA): {TOY_SCATTER_SAMPLES} generated points projected onto the mixture's plane; red circles: each "
+            "mode's 3-sigma region (where a sample counts as high quality); grey: real samples.", path)
+
+
+def samples_section(by_method: dict) -> list[str]:
+    """The final samples of the first seed's digits runs, of the EMA generator."""
     first = {m: runs[min(runs)] for m, runs in by_method.items()}
     decay = next(iter(first.values()))["ema_decay"]
-    shown = (f"Final samples of the first seed's runs, from the EMA generator (the exponential moving average "
-             f"of G's weights; its decay, ramped in, was {decay:.4g} at the last step).")
-    if dataset == "toy3d":
-        mixture = data.get_dataset("misspecified3d", seed=0)
-        normal = torch.linalg.cross(mixture.basis[0], mixture.basis[1])
-        panels = {}
-        for method, r in first.items():
-            offset = ((r["samples"].double() - mixture.modes.mean(dim=0)) @ normal).abs().mean().item()
-            final = r["final_eval"]
-            panels[f"{method}, seed {r['config'].seed}"] = {
-                "samples": r["samples"],
-                "title": f"{final['modes_covered']}/{mixture.n_modes} modes covered, mean distance off the plane "
-                         f"{offset:.3f}"}
-        path = plot_mixture_plane(panels, mixture, os.path.join(out, "toy3d_plane.png"))
-        return [shown + f" {TOY_SCATTER_SAMPLES} generated points projected onto the mixture's plane; red circles: "
-                "each mode's 3-sigma region (where a sample counts as high quality); grey: real samples.", "",
-                f"![plane]({os.path.basename(path)})", ""]
-    lines += [shown, ""]
+    lines = [f"Final samples of the first seed's runs, from the EMA generator (the exponential moving average of "
+             f"G's weights; its decay, ramped in, was {decay:.4g} at the last step).", ""]
     for r in first.values():
         name = os.path.basename(r["config"].out)
         lines += [f"**{name}**", "", f"![{name}]({name}/samples/step_{r['config'].steps:06d}.png)", ""]
@@ -320,21 +320,25 @@ def run_table(dataset: str, by_method: dict) -> list[str]:
     lines = [header, "|---|" + "---:|" * (header.count("|") - 2)]
 
     def metrics(r: dict) -> list[float]:
-        final = r["final_eval"]
         if image:
+            final = r["final_eval"]
             return [final[f"fid/{DIGITS_EXTRACTOR}"], final[f"kid/{DIGITS_EXTRACTOR}"]]
-        return [final["wasserstein_1"], final["modes_covered"], final["high_quality"]]
+        q = r["quality"]
+        return [q["wasserstein_1"], q["modes_covered"], q["high_quality"]]
+
+    def row(r: dict) -> list[float]:
+        return [r["seconds"], r["steps_per_second"], r["d_loss"], r["g_loss"], *metrics(r), r["eval_seconds"]]
 
     for runs in by_method.values():
         for seed, r in sorted(runs.items()):
-            values = [r["seconds"], r["steps_per_second"], r["d_loss"], r["g_loss"], *metrics(r), r["eval_seconds"]]
             lines.append(f"| {os.path.basename(r['config'].out)} | {seed} | {r['config'].steps} | "
-                         + " | ".join(f"{v:.4g}" for v in values) + " |")
+                         + " | ".join(f"{v:.4g}" for v in row(r)) + " |")
     for method, runs in by_method.items():
-        columns = list(zip(*[[r["seconds"], r["steps_per_second"], r["d_loss"], r["g_loss"], *metrics(r),
-                              r["eval_seconds"]] for r in runs.values()]))
+        columns = list(zip(*[row(r) for r in runs.values()]))
         lines.append(f"| **{method}, mean ± std** | {len(runs)} seeds | - | "
                      + " | ".join(spread(list(c)) for c in columns) + " |")
     lines += ["", "Final D and G losses: the last logging window's means. The evaluation time (set-up included: "
-              "training the classifier unless cached, real features) is part of the wall time.", ""]
+              "training the classifier unless cached, real features) is part of the wall time." +
+              ("" if image else " Toy scores (W1, modes, quality): the roth-toy experiment's, on "
+               "samples drawn after training."), ""]
     return lines

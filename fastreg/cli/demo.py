@@ -20,11 +20,11 @@ def add(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo import QUICK, DemoBudget, DemoOutputError, run_demo
+    from ..demo import DEMO, QUICK, DemoOutputError, run_demo
 
     start = time.perf_counter()
     try:
-        report = run_demo(args.out, QUICK if args.quick else DemoBudget())
+        report = run_demo(args.out, QUICK if args.quick else DEMO)
     except DemoOutputError as exc:
         print(f"fastreg demo: --out: {exc}", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ from .options import OneDefaultHelpFormatter
 
 
 def add(commands) -> None:
-    from ..experiments import EXPERIMENTS
+    from ..experiments import EXPERIMENTS, SCALES
 
     p = commands.add_parser("experiment", formatter_class=OneDefaultHelpFormatter,
                             help="reproduce a source paper's claims (report.md with figures and a claims table)")
@@ -18,8 +18,9 @@ def add(commands) -> None:
     scale = p.add_mutually_exclusive_group()
     scale.add_argument("--quick", action="store_const", const="quick", dest="scale",
                        help="the small CPU scale (all experiments in about 20 minutes on 2 cores)")
-    scale.add_argument("--scale", choices=("tiny", "quick", "full"), dest="scale",
-                       help="tiny (a few steps, a smoke test), quick, or full (the papers' budgets; default)")
+    scale.add_argument("--scale", choices=tuple(SCALES), dest="scale",
+                       help="tiny (a few steps, a smoke test), quick, cpu (about an hour on 2 cores: the claims a "
+                            "CPU can reach), or full (the papers' budgets; default)")
     p.add_argument("--out", default="runs/experiments", help="parent folder: results land in OUT/NAME/")
     p.add_argument("--data", default="digits", help="image dataset of the image experiments (roth-toy: a toy set)")
     p.add_argument("--seeds", type=int, nargs="+", default=None,

@@ -27,7 +27,8 @@ import torch
 from .. import plots
 from ..train.runs import open_run
 from .cross_test import CROSS_SAMPLES
-from .discriminator import RealSampler, check_variant, generate, logits, output_histograms, train_discriminator
+from .discriminator import (RealSampler, check_variant, decision_threshold, generate, logits, output_histograms,
+                            train_discriminator)
 from .interpolation import PAIRS, interpolation_profile
 from .report import DiagnoseOptions, cross_test_runs, fresh_discriminator, vanishing_over_checkpoints
 
@@ -70,7 +71,8 @@ def histograms_command(run_dir: str, out: str | None = None, fixed_g: bool = Fal
         fresh = train_discriminator(fresh_discriminator(run), G, real, d_steps,
                                     torch.Generator().manual_seed(seed), variant=variant, desc="fresh D")
         discriminators[f"fresh D, {d_steps} {variant} steps (G fixed)"] = fresh
-    histograms = {label: output_histograms(logits(d, x_real), logits(d, x_fake))
+    threshold = decision_threshold(variant, run.config.vral_mu_real, run.config.vral_mu_fake)
+    histograms = {label: output_histograms(logits(d, x_real), logits(d, x_fake), threshold=threshold)
                   for label, d in discriminators.items()}
     results = {"run": run_dir, "step": run.step, "variant": variant,
                "options": {"fixed_g": fixed_g, "d_steps": d_steps, "k": k, "samples": samples, "seed": seed},

@@ -81,10 +81,32 @@ def overlap_coefficient(p: torch.Tensor | list, q: torch.Tensor | list) -> float
     return torch.minimum(p / p.sum(), q / q.sum()).sum().clamp(max=1.0).item()
 
 
-def output_histograms(v_real: torch.Tensor, v_fake: torch.Tensor, bins: int = 50) -> dict:
+def decision_threshold(variant: str, mu_real: float = 1.0, mu_fake: float = 0.0) -> float | None:
+    """The output at which ``variant``'s D is indifferent between real and fake, for :func:`output_histograms`:
+
+    - ``gan``, ``ns``, ``bgan``: 0 (``sigmoid(v) = 1/2``);
+    - ``lsgan``: ``(a + b) / 2`` = 0.5, halfway between the fake and real targets a = 0, b = 1 (Mao et al.);
+    - ``vral``: ``(mu_real + mu_fake) / 2``, halfway between the two target means (Grewal et al.);
+    - ``wgan``, ``wgan-gp``, ``fgan:<div>``: None, no threshold of the loss's own (a critic's outputs are
+      defined up to a shift); the histograms then split at the midpoint of the real and fake means.
+    """
+    base, _ = losses.parse_variant(variant)
+    if base in ("gan", "ns", "bgan"):
+        return 0.0
+    if base == "lsgan":
+        return (losses.LSGAN_DEFAULTS["a"] + losses.LSGAN_DEFAULTS["b"]) / 2
+    if base == "vral":
+        return (mu_real + mu_fake) / 2
+    return None
+
+
+def output_histograms(v_real: torch.Tensor, v_fake: torch.Tensor, bins: int = 50,
+                      threshold: float | None = 0.0) -> dict:
     """Histograms of real and fake logits on shared bins, with their means, spreads, D's accuracy
-    (real called real when v > 0, fake called fake when v <= 0; a 0.5 threshold on sigmoid(v)) and
-    the :func:`overlap_coefficient` of the two histograms (``"overlap"``)."""
+    (real called real when v > ``threshold``, fake called fake when v <= ``threshold``; the default 0 is a
+    0.5 threshold on sigmoid(v), see :func:`decision_threshold` for other losses; None: the midpoint of the
+    real and fake means, reported as ``"threshold"``) and the :func:`overlap_coefficient` of the two
+    histograms (``"overlap"``)."""
     both = torch.cat([v_real, v_fake]).double()
     low, high = both.min().item(), both.max().item()
     if low == high:
@@ -94,11 +116,14 @@ def output_histograms(v_real: torch.Tensor, v_fake: torch.Tensor, bins: int = 50
     def counts(v: torch.Tensor) -> list[int]:
         return torch.histc(v.double(), bins=bins, min=low, max=high).long().tolist()
 
-    accuracy = ((v_real > 0).sum() + (v_fake <= 0).sum()).item() / (len(v_real) + len(v_fake))
+    if threshold is None:
+        threshold = (v_real.double().mean().item() + v_fake.double().mean().item()) / 2
+    accuracy = ((v_real > threshold).sum() + (v_fake <= threshold).sum()).item() / (len(v_real) + len(v_fake))
     real, fake = counts(v_real), counts(v_fake)
     return {"edges": edges.tolist(), "real": real, "fake": fake,
             "real_mean": v_real.mean().item(), "real_std": v_real.std().item(),
             "fake_mean": v_fake.mean().item(), "fake_std": v_fake.std().item(), "accuracy": accuracy,
+            "threshold": float(threshold),
             "overlap": overlap_coefficient(real, fake)}
 
 

@@ -10,7 +10,11 @@ steps measure the generator's gradient under both costs:
   has growing variance, so updates get unstable (Thm 2.6).
 
 Each record holds the mean and standard deviation of the gradient norm (over all of G's
-parameters) across several independent latent batches, and D's accuracy on one fresh batch.
+parameters) across several independent latent batches, D's accuracy on one fresh batch, and the
+relative variance of the :math:`-\log D` gradient across the batches,
+:math:`\mathrm{tr}\,\widehat{\mathrm{Cov}}(g) / \lVert\bar g\rVert^2` (the sample covariance of the
+per-batch gradient vectors :math:`g_1..g_B` over their mean's squared norm; Thm 2.6 is about this
+variance growing as D improves; it needs ``batches`` >= 10 to mean much).
 
 With instance noise :math:`\sigma` (Arjovsky & Bottou 2017, section 3.1: add :math:`\sigma\xi`,
 :math:`\xi \sim N(0, I)`, to everything D sees) the fresh D trains on noisy real and fake samples
@@ -38,25 +42,43 @@ class GradientRecord(NamedTuple):
     nonsat_mean: float     # ||grad_theta E -log D(G(z))||
     nonsat_std: float
     d_accuracy: float
+    nonsat_relvar: float = float("nan")   # tr Cov(grad -log D) / ||mean grad||^2 across the latent batches
 
 
 def _spread(values: torch.Tensor) -> float:
     return values.std().item() if len(values) > 1 else 0.0
 
 
+def generator_gradients(G: nn.Module, D: nn.Module, z: torch.Tensor, noise: float = 0.0,
+                        generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The flattened gradients (grad E log(1 - D(G(z))), grad E -log D(G(z))) w.r.t. G's parameters, for one
+    latent batch; with ``noise`` = sigma > 0, D sees ``G(z) + sigma xi`` (``xi`` drawn with ``generator``)."""
+    params = list(G.parameters())
+    x = regularizers.instance_noise(G(z.to(**placement(G))), noise, generator)
+    v = D(x).reshape(-1)
+    flat = []
+    for cost in (-F.softplus(v).mean(), F.softplus(-v).mean()):
+        grads = torch.autograd.grad(cost, params, retain_graph=True, allow_unused=True)
+        flat.append(torch.cat([g.reshape(-1) for g in grads if g is not None]).double())
+    return flat[0], flat[1]
+
+
 def generator_gradient_norms(G: nn.Module, D: nn.Module, z: torch.Tensor, noise: float = 0.0,
                              generator: torch.Generator | None = None) -> tuple[float, float]:
     """(||grad E log(1 - D(G(z)))||, ||grad E -log D(G(z))||) w.r.t. G's parameters, for one latent batch;
     with ``noise`` = sigma > 0, D sees ``G(z) + sigma xi`` (``xi`` drawn with ``generator``)."""
-    params = list(G.parameters())
-    x = regularizers.instance_noise(G(z.to(**placement(G))), noise, generator)
-    v = D(x).reshape(-1)
-    norms = []
-    for cost in (-F.softplus(v).mean(), F.softplus(-v).mean()):
-        grads = torch.autograd.grad(cost, params, retain_graph=True, allow_unused=True)
-        norms.append(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads
-                                                           if g is not None])).item())
-    return norms[0], norms[1]
+    minimax, nonsat = generator_gradients(G, D, z, noise, generator)
+    return torch.linalg.vector_norm(minimax).item(), torch.linalg.vector_norm(nonsat).item()
+
+
+def relative_variance(gradients: torch.Tensor) -> float:
+    r""":math:`\mathrm{tr}\,\widehat{\mathrm{Cov}}(g) / \lVert\bar g\rVert^2` of per-batch gradient vectors
+    ``gradients`` ``[B, P]`` (unbiased sample covariance; NaN for B < 2 or a zero mean)."""
+    if len(gradients) < 2:
+        return float("nan")
+    mean = gradients.mean(dim=0)
+    denominator = mean.square().sum().item()
+    return gradients.var(dim=0, unbiased=True).sum().item() / denominator if denominator > 0 else float("nan")
 
 
 def vanishing_gradients(G: nn.Module, D: nn.Module, real: Callable[[int], torch.Tensor], d_steps: int = 500,
@@ -80,7 +102,13 @@ def vanishing_gradients(G: nn.Module, D: nn.Module, real: Callable[[int], torch.
         if t % every and t != d_steps:
             return
         draws = torch.Generator(placement(D)["device"]).manual_seed(seed + 2)  # the same noise at every record
-        minimax, nonsat = torch.tensor([generator_gradient_norms(G, D, z, noise, draws) for z in latents]).T
+        minimax, nonsat, vectors = [], [], []
+        for z in latents:
+            g_minimax, g_nonsat = generator_gradients(G, D, z, noise, draws)
+            minimax.append(torch.linalg.vector_norm(g_minimax).item())
+            nonsat.append(torch.linalg.vector_norm(g_nonsat).item())
+            vectors.append(g_nonsat)
+        minimax, nonsat = torch.tensor(minimax, dtype=torch.float64), torch.tensor(nonsat, dtype=torch.float64)
 
         def seen(x: torch.Tensor) -> torch.Tensor:
             return regularizers.instance_noise(x.to(**placement(D)), noise, draws) if noise > 0 else x
@@ -88,7 +116,7 @@ def vanishing_gradients(G: nn.Module, D: nn.Module, real: Callable[[int], torch.
         v_real, v_fake = logits(D, seen(check_real)), logits(D, seen(check_fake))
         accuracy = ((v_real > 0).sum() + (v_fake <= 0).sum()).item() / (2 * batch_size)
         records.append(GradientRecord(t, minimax.mean().item(), _spread(minimax), nonsat.mean().item(),
-                                      _spread(nonsat), accuracy))
+                                      _spread(nonsat), accuracy, relative_variance(torch.stack(vectors))))
 
     G.requires_grad_(True)
     train_discriminator(D, G, real, d_steps, torch.Generator().manual_seed(seed), batch_size, on_step=record,

@@ -3,7 +3,7 @@
 Every experiment trains with :class:`fastreg.train.Trainer` and measures with :mod:`fastreg.metrics`
 and :mod:`fastreg.diagnostics`, then writes ``<out>/<NAME>/report.md`` (settings, the claims table,
 PNG figures, a ``fastreg train`` command per run) and ``metrics.json`` (every number). The size of
-everything is one :class:`~fastreg.experiments.budget.Scale` (tiny, quick, full); the code is the same.
+everything is one :class:`~fastreg.experiments.budget.Scale` (tiny, quick, cpu, full); the code is the same.
 
 Modules: :mod:`.roth` (roth-stability, roth-cross-test, roth-toy, explicit-noise), :mod:`.arjovsky`
 (arjovsky-vanishing), :mod:`.vral`, :mod:`.tempered`; :mod:`.claims` (verdict rules),
@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 
-from .budget import FULL, QUICK, SCALES, TINY, Scale
+from .budget import CPU, FULL, QUICK, SCALES, TINY, Scale
 from .claims import Claim
 from .report import Report, write_index
 
@@ -60,5 +60,5 @@ def run_all(out: str = "runs/experiments", scale: Scale = QUICK, data: str = "di
     return reports, index
 
 
-__all__ = ["EXPERIMENTS", "FULL", "QUICK", "SCALES", "TINY", "Claim", "Report", "Scale", "check_name",
+__all__ = ["CPU", "EXPERIMENTS", "FULL", "QUICK", "SCALES", "TINY", "Claim", "Report", "Scale", "check_name",
            "run_all", "run_experiment"]

@@ -40,8 +40,13 @@ class Report:
     settings: dict = field(default_factory=dict)                   # experiment-specific settings
     results: dict = field(default_factory=dict)                    # raw numbers for metrics.json
     seconds: float = 0.0
+    rerun: str | None = None       # the command that re-runs it, when it is not `fastreg experiment NAME` (the demo)
+    scale_keys: tuple[str, ...] = ()   # the scale's fields the report lists (empty: all)
+    departures: list[str] = field(default_factory=list)   # where fastreg departs from the paper, one line each
 
     def rerun_command(self) -> str:
+        if self.rerun:
+            return self.rerun
         scale = scale_flag(self.scale)
         seeds = " ".join(str(s) for s in self.scale.seeds)
         out = os.path.dirname(self.out) or "."
@@ -56,11 +61,15 @@ class Report:
         settings = {"experiment": self.name, "scale": self.scale.name, "data": self.data,
                     "seeds used": list(self.seeds), "FID extractor": self.scale.extractor,
                     **self.settings, "wall time (s)": round(self.seconds, 1)}
-        lines = [f"# {self.title}", "", self.description, "", "## Settings", "", "```"]
+        lines = [f"# {self.title}", "", self.description, ""]
+        if self.departures:
+            lines += ["Departures from the paper's protocol:", "", *(f"- {d}" for d in self.departures), ""]
+        lines += ["## Settings", "", "```"]
         lines += [f"{key}: {value}" for key, value in settings.items()]
         lines += [f"re-run: {self.rerun_command()}", "```", "",
                   f"Scale `{self.scale.name}`: " + ", ".join(f"{k}={v}" for k, v in self.scale.settings().items()
-                                                             if k != "name"), "",
+                                                             if k != "name" and (k in self.scale_keys
+                                                                                 or not self.scale_keys)), "",
                   "## Claims", "", *claims_table(self.claims), ""]
         if self.figures:
             lines += ["## Figures", ""]

@@ -8,6 +8,7 @@ import os
 import shlex
 import time
 from dataclasses import dataclass, field, fields, replace
+from typing import Callable
 
 import torch
 
@@ -19,7 +20,13 @@ from ..train.trainer import Trainer
 from .budget import Scale
 
 IMAGE_BATCH = 64
-TOY_BATCH = 512   # Roth et al.'s toy set-up: tanh MLPs, Adam 1e-3, batch 512
+# Roth et al.'s 3-D toy script (the authors' code): tanh MLPs, Adam 1e-3, batch 512, a 2-D latent, the minimax
+# G loss (their toy GAN minimizes E log(1 - D(G(z)))), weights from a truncated normal of std 0.1, and the
+# generator itself scored (no weight averaging).
+TOY_BATCH = 512
+TOY_Z_DIM = 2
+TOY_VARIANT = "gan"
+TOY_INIT = "truncated-normal"
 TOY_DATA = "misspecified3d"
 W1_SAMPLES = 500  # exact W1 solves an assignment problem: cubic in the sample count
 
@@ -31,6 +38,13 @@ def ema_decay(steps: int) -> float:
     return 0.0 if steps < 20 else min(0.999, 1 - 10 / steps)
 
 
+def eval_interval(steps: int, points: int) -> int:
+    """The evaluation interval giving ``points`` evaluations, the last at the final step: ceil(steps/points),
+    so that no scheduled evaluation falls just before the final one (250 steps, 4 points: 63, 126, 189, 250;
+    with steps // points = 62 the trainer also evaluated at 248)."""
+    return max(1, -(-steps // max(1, points)))
+
+
 def image_config(scale: Scale, data_name: str, out: str, seed: int, steps: int | None = None,
                  **overrides) -> TrainConfig:
     """A DCGAN-family run on ``data_name`` at the scale's resolution and width, evaluated ``eval_points`` times."""
@@ -38,18 +52,19 @@ def image_config(scale: Scale, data_name: str, out: str, seed: int, steps: int |
     config = TrainConfig(data=data_name, resolution=scale.resolution, width=scale.width, batch_size=IMAGE_BATCH,
                          steps=steps, seed=seed, out=out, log_every=max(1, steps // 50), sample_every=steps,
                          checkpoint_every=steps, keep_checkpoints=1,
-                         eval_every=max(1, steps // scale.eval_points), eval_samples=scale.eval_samples,
+                         eval_every=eval_interval(steps, scale.eval_points), eval_samples=scale.eval_samples,
                          eval_extractor=scale.extractor, ema=ema_decay(steps))
     return replace(config, **overrides).validate()
 
 
 def toy_config(scale: Scale, out: str, seed: int, data_name: str = TOY_DATA, **overrides) -> TrainConfig:
-    """Roth et al.'s toy set-up: MLPs, Adam 1e-3 for D and G, batch 512."""
+    """Roth et al.'s toy script (see :data:`TOY_BATCH`): MLPs, Adam 1e-3 for D and G, batch 512, z 2, minimax G
+    loss, truncated-normal init, no EMA (the raw generator is scored)."""
     steps = scale.toy_steps
-    config = TrainConfig(data=data_name, model="mlp", z_dim=16, batch_size=TOY_BATCH, lr_d=1e-3, lr_g=1e-3,
-                         steps=steps, seed=seed, out=out, log_every=max(1, steps // 50), sample_every=steps,
-                         checkpoint_every=steps, keep_checkpoints=1, eval_every=max(1, steps // scale.eval_points),
-                         eval_samples=scale.eval_samples, ema=ema_decay(steps))
+    config = TrainConfig(data=data_name, model="mlp", variant=TOY_VARIANT, z_dim=TOY_Z_DIM, mlp_init=TOY_INIT,
+                         batch_size=TOY_BATCH, lr_d=1e-3, lr_g=1e-3, steps=steps, seed=seed, out=out,
+                         log_every=max(1, steps // 50), sample_every=steps, checkpoint_every=steps, keep_checkpoints=1,
+                         eval_every=eval_interval(steps, scale.eval_points), eval_samples=scale.eval_samples, ema=0.0)
     return replace(config, **overrides).validate()
 
 
@@ -104,14 +119,18 @@ class Run:
                 "evaluations": self.evaluations, "command": command(self.config), "out": self.config.out}
 
 
-def train_run(name: str, config: TrainConfig, keep_trainer: bool = False) -> Run:
+def train_run(name: str, config: TrainConfig, keep_trainer: bool = False,
+              before_train: Callable[[Trainer], object] | None = None) -> Run:
     """Train ``config`` (replacing an earlier run in its folder); a run stopped by a non-finite value is
-    returned as diverged, not raised: an unstable run is a result of these experiments."""
+    returned as diverged, not raised: an unstable run is a result of these experiments. ``before_train(trainer)``
+    runs between building the trainer and training (vral: load the pretrained fixed generator)."""
     import shutil
 
     shutil.rmtree(config.out, ignore_errors=True)
     start = time.perf_counter()
     trainer, diverged = Trainer(config), None
+    if before_train is not None:
+        before_train(trainer)
     try:
         trainer.train()
     except NonFiniteError as exc:
@@ -123,7 +142,8 @@ def train_run(name: str, config: TrainConfig, keep_trainer: bool = False) -> Run
 
 
 def toy_quality(trainer: Trainer, samples: int, seed: int = 7) -> dict:
-    """Modes covered, high-quality fraction and W1 of ``samples`` draws of the toy run's EMA generator."""
+    """Modes covered, high-quality fraction and W1 of ``samples`` draws of the toy run's generator (its EMA
+    generator if it has one; the toy runs have none)."""
     from ..metrics import mode_coverage, wasserstein_distance
 
     c = trainer.config

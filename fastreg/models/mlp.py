@@ -1,7 +1,9 @@
 """MLP generator and discriminator for toy data, as in the 2-D and 3-D mixture experiments of
 Roth, Lucchi, Nowozin, Hofmann 2017 ("Stabilizing Training of GANs through Regularization"):
 ``depth`` hidden layers of ``hidden`` units with tanh (defaults: 2 layers of 128). The latent
-size of G (``z_dim``, default 16) is fastreg's choice. PyTorch's default initialisation.
+size of G (``z_dim``, default 16) is fastreg's choice. PyTorch's default initialisation, or
+:func:`truncated_normal_init_` (weights from a normal of std 0.1 truncated at two standard deviations, biases
+zero: the ``tf.truncated_normal_initializer(stddev=0.1)`` of the authors' toy script).
 """
 
 from __future__ import annotations
@@ -19,6 +21,19 @@ def _mlp(d_in: int, d_out: int, hidden: int, depth: int) -> nn.Sequential:
         width = hidden
     layers.append(nn.Linear(width, d_out))
     return nn.Sequential(*layers)
+
+
+TOY_INIT_STD = 0.1  # Roth et al.'s toy script: truncated normal, stddev 0.1
+
+
+def truncated_normal_init_(module: nn.Module, std: float = TOY_INIT_STD) -> nn.Module:
+    """Every Linear layer's weight from N(0, std^2) truncated to [-2 std, 2 std] (TensorFlow's
+    truncated_normal_initializer), its bias 0; in place, returns ``module``. Draws from the global RNG."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.trunc_normal_(layer.weight, std=std, a=-2 * std, b=2 * std)
+            nn.init.zeros_(layer.bias)
+    return module
 
 
 class MLPGenerator(nn.Module):

@@ -8,6 +8,7 @@ import torch.nn as nn
 from .. import data, models, schedules
 from ..regularizer_table import REGULARIZERS
 from .config import ConfigError, TrainConfig
+from ..models.mlp import truncated_normal_init_
 from .distributed import World
 
 TOY_Z_DIM = 16  # latent size of the toy MLP generator (Roth et al.'s toy experiments use a small z)
@@ -65,8 +66,10 @@ def networks(config: TrainConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn
     if config.model == "mlp":
         if len(shape) != 1:
             raise ConfigError(f"model: 'mlp' is for toy data; {config.data!r} gives samples of shape {shape}")
-        return (models.MLPGenerator(z_dim=config.z_dim, out_dim=shape[0]),
-                models.MLPDiscriminator(in_dim=shape[0]))
+        G, D = models.MLPGenerator(z_dim=config.z_dim, out_dim=shape[0]), models.MLPDiscriminator(in_dim=shape[0])
+        if config.mlp_init == "truncated-normal":
+            G, D = truncated_normal_init_(G), truncated_normal_init_(D)
+        return G, D
     if len(shape) != 3:
         raise ConfigError(f"model: {config.model!r} needs image data; {config.data!r} gives samples of shape {shape}")
     channels, resolution = shape[0], shape[-1]

@@ -20,6 +20,7 @@ AMP_MODES = ("none", "bf16", "fp16")
 NOISE_SCHEDULES = ("constant", "linear", "exponential")
 NONFINITE_POLICIES = ("stop", "skip")
 COMPILE_MODES = ("none", "generator", "forward")
+MLP_INITS = ("pytorch", "truncated-normal")
 LENS_VARIANTS = ("gan", "ns", "lsgan", "wgan-gp")  # docs/design.md section 5 defines the lens loss for these
 
 # Per-variant optimizer defaults (docs/design.md section 3).
@@ -69,6 +70,9 @@ class TrainConfig:
                 "finite-difference under a gradient penalty), or mlp (toy data)"})
     width: int = field(default=64, metadata={"help": "channel width C of G and D"})
     d_norm: str | None = field(default=None, metadata={"help": d_norm_help()})
+    mlp_init: str = field(default="pytorch", metadata={
+        "help": "toy MLP weights: pytorch (its default initialisation) or truncated-normal (std 0.1 truncated at "
+                "2 std, zero biases: Roth et al.'s toy script)"})
     z_dim: int = field(default=100, metadata={"help": "latent dimension"})
     batch_size: int = field(default=64, metadata={"help": "samples per D and G step (per process under torchrun)"})
     steps: int = field(default=3000, metadata={"help": "generator steps"})
@@ -160,6 +164,10 @@ class TrainConfig:
             raise ConfigError("penalty_grad: the transformer D's fused attention (scaled_dot_product_attention's "
                               "flash kernel) has no double backward, which the exact penalty gradient needs; use "
                               "penalty_grad=finite-difference")
+        _check_choice("mlp_init", self.mlp_init, MLP_INITS)
+        if self.mlp_init != "pytorch" and self.model != "mlp":
+            raise ConfigError(f"mlp_init: {self.mlp_init!r} initialises the toy MLPs; model {self.model!r} takes "
+                              "pytorch")
         if self.d_norm is not None:
             _check_choice("d_norm", self.d_norm, D_NORMS)
             if self.model != "dcgan" and self.d_norm != "none":

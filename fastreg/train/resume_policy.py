@@ -49,6 +49,7 @@ FIXED = {
     "data": "the checkpoint's networks and data position belong to it", "resolution": _NETWORK, "model": _NETWORK,
     "width": _NETWORK, "d_norm": _NETWORK, "z_dim": _NETWORK,
     "penalty_grad": _RECIPE + " (the same penalty, a different estimate of its gradient)",
+    "mlp_init": _NETWORK,
     "d_forward": _RECIPE + " (with batch norm in D only separate forwards are valid)",
     "batch_size": "the saved data position and random streams are per batch",
     "n_critic": _RECIPE + "; the D-step counter (lazy regularization) counts its steps",
