@@ -233,3 +233,15 @@ def test_lsun_and_folders_refuse_download(tmp_path):
         data.get_dataset("imagefolder", root=tmp_path, download=True)
     with pytest.raises((ImportError, data.DatasetNotFoundError), match="lmdb|LSUN"):
         data.get_dataset("lsun:church_outdoor", root=tmp_path)
+
+
+def test_images_at_gathers_the_same_images_from_a_tensor_or_an_indexable_dataset():
+    """One gather for an ImageTensorDataset, a stack of dataset[i][0] for any (image, label) dataset."""
+    from fastreg.data.images import ImageTensorDataset, images_at
+
+    images = torch.arange(5 * 1 * 2 * 2, dtype=torch.float32).reshape(5, 1, 2, 2)
+    held = ImageTensorDataset(images, torch.arange(5))
+    plain = [(images[i], i) for i in range(5)]
+    index = torch.tensor([4, 0, 2, 2])
+    assert torch.equal(images_at(held, index), images[index])
+    assert torch.equal(images_at(plain, index), images[index])

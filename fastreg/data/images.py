@@ -13,6 +13,16 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 
+def images_at(dataset, index: torch.Tensor) -> torch.Tensor:
+    """The images ``[len(index), C, R, R]`` of an image dataset at ``index``: one gather from its ``images``
+    tensor where it holds one (:class:`ImageTensorDataset`), else a stack of ``dataset[i][0]`` (any dataset that
+    yields ``(image, label)``, e.g. torchvision's)."""
+    images = getattr(dataset, "images", None)
+    if isinstance(images, torch.Tensor):
+        return images[index]
+    return torch.stack([dataset[int(i)][0] for i in index])
+
+
 class ImageTensorDataset(Dataset):
     """Images ``[N, C, H, W]`` in [-1, 1] and integer labels ``[N]``, held in memory.
 

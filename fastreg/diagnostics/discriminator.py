@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from .. import losses, progress, regularizers
+from ..data.images import images_at
 
 D_LR, D_BETAS = 2e-4, (0.5, 0.999)
 BATCH = 64
@@ -40,11 +41,7 @@ class RealSampler:
     def __call__(self, n: int) -> torch.Tensor:
         if hasattr(self.dataset, "sample"):
             return self.dataset.sample(n)
-        index = torch.randint(len(self.dataset), (n,), generator=self.generator)
-        images = getattr(self.dataset, "images", None)
-        if isinstance(images, torch.Tensor):
-            return images[index]
-        return torch.stack([self.dataset[int(i)][0] for i in index])
+        return images_at(self.dataset, torch.randint(len(self.dataset), (n,), generator=self.generator))
 
 
 def placement(module: nn.Module) -> dict:

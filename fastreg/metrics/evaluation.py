@@ -22,6 +22,7 @@ from typing import Callable
 
 import torch
 
+from ..data.images import images_at
 from .extractors import make_extractor
 from .fid import GaussianStats, kid, stats_frechet
 from .toy import mode_coverage, wasserstein_distance
@@ -36,10 +37,7 @@ def real_images(dataset, count: int, seed: int) -> torch.Tensor:
     """All images of ``dataset`` if it holds at most ``count``, else ``count`` random ones (seeded)."""
     n = len(dataset)
     index = torch.arange(n) if n <= count else torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:count]
-    images = getattr(dataset, "images", None)
-    if isinstance(images, torch.Tensor):
-        return images[index].float()
-    return torch.stack([dataset[int(i)][0] for i in index]).float()
+    return images_at(dataset, index).float()
 
 
 class Evaluator:

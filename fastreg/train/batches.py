@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..data.images import images_at
 from .config import ConfigError
 
 
@@ -54,14 +55,8 @@ class BatchStream:
                 self._new_epoch()
             index = self._order[self._position:self._position + self.global_batch][self._shard()]
             self._position += self.global_batch
-            batch = self._gather(index)
+            batch = images_at(self.dataset, index)
         return batch.to(device=self.device, dtype=self.dtype, non_blocking=True)
-
-    def _gather(self, index: torch.Tensor) -> torch.Tensor:
-        images = getattr(self.dataset, "images", None)
-        if isinstance(images, torch.Tensor):
-            return images[index]
-        return torch.stack([self.dataset[int(i)][0] for i in index])
 
     def state_dict(self) -> dict:
         if self.is_toy:
