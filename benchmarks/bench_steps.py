@@ -37,11 +37,14 @@ import torch
 import torch.nn.functional as F
 
 from fastreg import losses, models, penalty_gradient, regularizers
+from fastreg.regularizer_table import REGULARIZERS
 from fastreg.train import cuda_graphs
 from fastreg.train.config import TrainConfig
 from fastreg.train.trainer import Trainer
 
 from conftest import peak_step_memory, synchronized
+
+ROTH_ANNEALED = REGULARIZERS["roth"].preset(annealed=True)  # gamma0 = 2 annealed by alpha = 0.01
 
 BATCH, RESOLUTION, WIDTH = 64, 32, 64
 D_STEP_ROUNDS, ITERATION_ROUNDS = 20, 10  # medians of this many timed calls (2 cores: OpenMP jitter)
@@ -75,7 +78,7 @@ def ns_step(D, opt, x_real, x_fake):
     step(opt, losses.d_loss("ns", D(x_real), D(x_fake)))
 
 
-def roth_step(D, opt, x_real, x_fake, gamma=2.0, weight_scale=1.0, penalty_grad="exact"):
+def roth_step(D, opt, x_real, x_fake, gamma=ROTH_ANNEALED["gamma"], weight_scale=1.0, penalty_grad="exact"):
     omega, v_real, v_fake = regularizers.roth_penalty(D, x_real, x_fake, "ns", penalty_grad=penalty_grad)
     step(opt, losses.d_loss("ns", v_real, v_fake) + weight_scale * gamma / 2 * omega)
 
@@ -93,7 +96,7 @@ def roth_js_expression(v_real, v_fake, g_real, g_fake):
 _compiled_expression = {}
 
 
-def roth_anchor_step(D, opt, x_real, x_fake, gamma=2.0, expression=roth_js_expression):
+def roth_anchor_step(D, opt, x_real, x_fake, gamma=ROTH_ANNEALED["gamma"], expression=roth_js_expression):
     """The careful plain-PyTorch D step: one forward per batch (separate, as batch norm needs; joint for a D
     without batch coupling), reused for the loss and the penalty."""
     if regularizers.couples_batch(D):
@@ -187,17 +190,16 @@ def test_d_step(benchmark, group, impl, device):
 
 
 ITERATION_VARIANTS = {
-    "ns": {"variant": "ns"}, "ns_roth": {"variant": "ns", "reg": "roth", "gamma": 2.0, "gamma_anneal": 0.01},
+    "ns": {"variant": "ns"}, "ns_roth": {"variant": "ns", **ROTH_ANNEALED},
     "ns_roth_lazy4": {"variant": "ns", "reg": "roth", "reg_every": 4}, "wgan_gp": {"variant": "wgan-gp"},
     "lsgan": {"variant": "lsgan"}, "ns_r1": {"variant": "ns", "reg": "r1", "d_norm": "batch"},
     "ns_noise": {"variant": "ns", "noise": 0.1},
     "ns_compiled": {"variant": "ns", "compile": "forward"},
-    "ns_roth_fd": {"variant": "ns", "reg": "roth", "gamma": 2.0, "gamma_anneal": 0.01, "penalty_grad": FD},
+    "ns_roth_fd": {"variant": "ns", **ROTH_ANNEALED, "penalty_grad": FD},
 }
 GRAPHED_VARIANTS = {  # CUDA only (on a CPU cuda_graphs falls back with a warning)
     "ns_cuda_graphs": {"variant": "ns", "cuda_graphs": True},
-    "ns_roth_cuda_graphs": {"variant": "ns", "reg": "roth", "gamma": 2.0, "gamma_anneal": 0.01,
-                            "cuda_graphs": True},
+    "ns_roth_cuda_graphs": {"variant": "ns", **ROTH_ANNEALED, "cuda_graphs": True},
 }
 
 
