@@ -11,7 +11,8 @@ scale follows those orders of magnitude at 32x32.
 The cpu scale (about an hour for the whole suite on a shared 2-core CPU, measured in docs/results-cpu.md) is
 sized so that the claims that can be reached on a CPU are: the toy at 12k steps (the authors' 3-D script with
 z 2, minimax G loss, truncated-normal init: all modes within ~10k steps), the fresh D at the paper's 4,000 steps,
-the cross-test at 3,000 steps (each D then rejects its own fakes), the lens schedule over a quarter of the run.
+the cross-test at 10,000 steps (at 3,000 the unregularized D with batch norm still called 24% of its own
+fakes real; at 10,000 each D rejects them), the lens schedule over a quarter of the run.
 Roth's stability claim needs a setting where the unregularized GAN fails (32/64 px, 100k steps): only the full
 scale can get there. The quick scale is a smaller smoke run of the same protocol (minutes).
 """
@@ -77,7 +78,7 @@ CPU = Scale(name="cpu", image_steps=600, toy_steps=12_000, resolution=16, width=
             eval_samples=500, extractor="auto", seeds=(0, 1, 2), architectures=("dcgan", "dcgan-nobn"),
             methods=("ns", "roth-annealed", "roth-0.1"), noise_levels=(0.1, 0.5), critic_g_steps=40,
             critic_ratio=50, fixed_g_d_steps=1500, fixed_g_epochs=5, epochs=(1, 10, 25), epoch_steps=None,
-            fresh_d_steps=4000, record_every=200, probe_batches=10, cross_steps=3000, cross_samples=2000,
+            fresh_d_steps=4000, record_every=200, probe_batches=10, cross_steps=10_000, cross_samples=2000,
             hist_samples=1000, toy_samples=5000, lens_width=16, lens_k=None, tempered_steps=400)
 
 QUICK = Scale(name="quick", image_steps=250, toy_steps=3000, resolution=16, width=16, eval_points=4,
