@@ -28,7 +28,8 @@ from . import data
 from .experiments.budget import CPU, Scale
 from .experiments.claims import Claim, all_of, better_beyond_spread, fid_fell, gate, spread_text
 from .experiments.report import METRICS, REPORT, Report
-from .experiments.roth import ROTH_ANNEALED, ROTH_CONSTANT, toy_claims
+from .experiments.roth import ROTH_ANNEALED, ROTH_CONSTANT
+from .experiments.roth_toy import toy_claims
 from .experiments.runs import Run, image_config, toy_config, toy_quality, train_run
 from .plots import plot_mixture_plane, plot_seed_curves
 from .train.config import TrainConfig

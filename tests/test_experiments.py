@@ -15,7 +15,8 @@ from fastreg.experiments.arjovsky import vanishing_claims
 from fastreg.experiments.claims import (HELD, INCONCLUSIVE, NOT_HELD, TABLE_HEADER, VERDICTS, Claim, at_least,
                                         better_beyond_spread, fmt, lower)
 from fastreg.experiments.roth import (ARCHITECTURES, METHODS, architecture, cross_claims, noise_claims, run_failed,
-                                      stability_claims, toy_claims)
+                                      stability_claims)
+from fastreg.experiments.roth_toy import toy_claims
 from fastreg.experiments.runs import command, eval_interval, image_config, toy_config
 from fastreg.regularizer_table import REGULARIZER_FIELDS
 from fastreg.train.config import ConfigError

@@ -22,9 +22,9 @@ from .report import Report, write_index
 
 
 def _registry() -> dict:
-    from . import arjovsky, roth, tempered, vral
+    from . import arjovsky, roth, roth_toy, tempered, vral
 
-    return {"roth-stability": roth.stability, "roth-cross-test": roth.cross, "roth-toy": roth.toy,
+    return {"roth-stability": roth.stability, "roth-cross-test": roth.cross, "roth-toy": roth_toy.toy,
             "explicit-noise": roth.explicit_noise, "arjovsky-vanishing": arjovsky.vanishing, "vral": vral.vral,
             "tempered": tempered.tempered}
 
