@@ -17,6 +17,43 @@ def test_one_logit_per_sample_and_per_sample_independence():
     torch.testing.assert_close(D(x[:2]), v[:2], rtol=1e-5, atol=1e-6)  # no batch coupling
 
 
+@pytest.mark.parametrize("stem,pool", [("patch", "mean"), ("conv", "mean"), ("patch", "cls"), ("conv", "cls")])
+def test_each_stem_and_pool_gives_per_sample_logits(stem, pool):
+    torch.manual_seed(0)
+    D = TransformerDiscriminator(width=16, resolution=16, channels=3, heads=2, stem=stem, pool=pool)
+    x = torch.randn(5, 3, 16, 16)
+    v = D(x)
+    assert v.shape == (5,)
+    torch.testing.assert_close(D(x[:2]), v[:2], rtol=1e-5, atol=1e-6)
+
+
+def test_the_conv_stem_halves_to_the_patch_grid():
+    """patch 4: two 3x3 stride-2 convolutions (16 -> 8 -> 4 per side), then 1x1: a 4x4 grid of width channels."""
+    D = TransformerDiscriminator(width=16, resolution=16, channels=3, heads=2, stem="conv")
+    convs = [m for m in D.embed if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.kernel_size, c.stride, c.out_channels) for c in convs] == [((3, 3), (2, 2), 8), ((3, 3), (2, 2), 16),
+                                                                          ((1, 1), (1, 1), 16)]
+    assert D.embed(torch.zeros(1, 3, 16, 16)).shape == (1, 16, 4, 4)
+
+
+def test_cls_pool_reads_the_class_token_and_mean_pool_does_not_see_a_token_permutation():
+    """pool 'mean' is invariant to permuting the patch tokens (with the position embedding zeroed); 'cls' reads
+    one learned token, so the logit depends on the tokens through attention alone."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 16, 16)
+    swapped = x.clone()  # swap the top-left and bottom-right 4x4 patches
+    swapped[..., :4, :4], swapped[..., 12:, 12:] = x[..., 12:, 12:], x[..., :4, :4]
+    for pool in ("mean", "cls"):
+        D = TransformerDiscriminator(width=16, resolution=16, channels=1, heads=2, pool=pool)
+        with torch.no_grad():
+            D.position.zero_()
+        torch.testing.assert_close(D(swapped), D(x), rtol=1e-5, atol=1e-6)  # no position: both permutation-invariant
+        with torch.no_grad():
+            D.position.normal_()
+        assert (D(swapped) - D(x)).abs().max() > 1e-3
+    assert TransformerDiscriminator(width=16, resolution=16, channels=1, heads=2, pool="cls").cls.shape == (1, 1, 16)
+
+
 def test_fused_and_math_attention_give_the_same_logits():
     torch.manual_seed(0)
     D = TransformerDiscriminator(width=16, resolution=16, channels=1, heads=4).double()
@@ -31,6 +68,8 @@ def test_fused_and_math_attention_give_the_same_logits():
     ({"patch": 3}, "patch .3. must divide resolution .32."),
     ({"attention": "flash"}, "attention must be one of"),
     ({"resolution": 24}, "resolution"),
+    ({"stem": "vit"}, "stem must be one of"),
+    ({"pool": "max"}, "pool must be one of"),
 ])
 def test_bad_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
