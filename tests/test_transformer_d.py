@@ -80,7 +80,9 @@ def test_the_trainer_builds_it_with_dcgan_g():
     config = TrainConfig(model="transformer", width=16, data="digits", reg="r1", penalty_grad="finite-difference")
     G, D = build.networks(config.validate(), (1, 32, 32))
     assert isinstance(D, TransformerDiscriminator) and type(G).__name__ == "DCGANGenerator"
-    assert "transformer width 16" in build.describe_networks(config)
+    # the recipe that learns digits (docs/results-penalty-grad.md): conv stem, class token, D twice G's width
+    assert D.cls is not None and isinstance(D.embed, torch.nn.Sequential) and D.head.in_features == 32
+    assert "transformer width 32 (conv stem" in build.describe_networks(config)
 
 
 @pytest.mark.parametrize("reg", ["roth", "r1"])

@@ -1,9 +1,21 @@
 """A small vision-transformer discriminator whose attention is ``F.scaled_dot_product_attention``.
 
-images ``[N, C, R, R]`` -> patch embedding (a ``patch x patch`` stride-``patch`` conv to ``width`` channels,
-Dosovitskiy et al. 2021, "An Image is Worth 16x16 Words") plus a learned position embedding -> ``depth``
-pre-norm blocks (LayerNorm, multi-head self-attention, LayerNorm, GELU MLP of 4 x width; Vaswani et al. 2017
-with the pre-norm order of Xiong et al. 2020) -> LayerNorm, mean over tokens, a linear layer to one logit.
+images ``[N, C, R, R]`` -> patch embedding to a ``(R / patch)^2`` grid of ``width``-channel tokens plus a learned
+position embedding -> ``depth`` pre-norm blocks (LayerNorm, multi-head self-attention, LayerNorm, GELU MLP of
+4 x width; Vaswani et al. 2017 with the pre-norm order of Xiong et al. 2020) -> LayerNorm, a readout, a linear
+layer to one logit.
+
+- ``stem="patch"``: a ``patch x patch`` stride-``patch`` convolution (ViT's patchify, Dosovitskiy et al. 2021,
+  "An Image is Worth 16x16 Words"); ``stem="conv"``: log2(patch) 3x3 stride-2 convolutions with GELU, then a 1x1
+  convolution (the convolutional stem of Xiao et al. 2021, "Early Convolutions Help Transformers See Better";
+  overlapping receptive fields, so the tokens see across patch borders).
+- ``pool="mean"``: the mean over the tokens; ``pool="cls"``: a learned class token prepended to the patch tokens,
+  whose output is read (ViT; the ViT discriminators of TransGAN, Jiang et al. 2021, and ViTGAN, Lee et al. 2022).
+
+The defaults are the plain ViT (patch stem, mean readout). As a GAN discriminator against DCGAN's G on digits it
+does not learn digits (docs/results-penalty-grad.md: Roth collapses to a patch-periodic texture, the same with the
+exact and the finite-difference penalty gradient). The trainer's ``--model transformer`` builds
+``stem="conv", pool="cls"`` at twice G's width (fastreg.train.build.networks), measured in the same note.
 
 The attention goes through :func:`torch.nn.functional.scaled_dot_product_attention`, so PyTorch picks a fused
 kernel (flash or memory-efficient on CUDA, the flash kernel on the CPU). Those kernels have a first-order
