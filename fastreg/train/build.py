@@ -84,7 +84,8 @@ def networks(config: TrainConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn
     if config.model == "transformer":  # DCGAN's G against an attention D
         return (models.DCGANGenerator(z_dim=config.z_dim, width=config.width, resolution=resolution,
                                       channels=channels),
-                models.TransformerDiscriminator(width=config.width, resolution=resolution, channels=channels))
+                models.TransformerDiscriminator(width=2 * config.width, resolution=resolution, channels=channels,
+                                                stem="conv", pool="cls"))
     return (models.ResNetGenerator(z_dim=config.z_dim, width=config.width, resolution=resolution, channels=channels),
             models.ResNetDiscriminator(width=config.width, resolution=resolution, channels=channels))
 
@@ -94,7 +95,8 @@ def describe_discriminator(config: TrainConfig) -> str:
     if config.model == "mlp":
         return "mlp"
     if config.model == "transformer":
-        return f"transformer width {config.width} (4x4 patches, 2 attention blocks, layer norm)"
+        return (f"transformer width {2 * config.width} (conv stem to 4x4 patches, class token, 2 attention blocks, "
+                f"layer norm)")
     norm = {"batch": "batch norm", "layer": "layer norm", "none": "no normalization"}[config.resolved("d_norm")]
     return f"{config.model} width {config.width}, {norm}"
 
