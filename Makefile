@@ -6,11 +6,11 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 CMAKE_BUILD := build/cmake
 JOBS ?= 2
 
-# What pyproject.toml declares for the core, fastreg[train] and fastreg[test]: one list of dependencies.
+# What pyproject.toml declares for the core, fastreg[train], fastreg[mnist5k] and fastreg[test]: one list.
 DECLARED_DEPS = $$($(PY) -c 'import importlib, sys; \
 	toml = importlib.import_module("tomllib" if sys.version_info >= (3, 11) else "pip._vendor.tomli"); \
 	p = toml.load(open("pyproject.toml", "rb"))["project"]; x = p["optional-dependencies"]; \
-	print(*p["dependencies"], *x["train"], *x["test"])')
+	print(*p["dependencies"], *x["train"], *x["mnist5k"], *x["test"])')
 
 # The extension is rebuilt only when its sources or its build flags change: a stamp file newer
 # than every source, and a flags file rewritten only when the flags differ from the last build's.

