@@ -11,7 +11,7 @@ from fastreg.demo import DEMO, MARKER, QUICK, DemoOutputError, demo_configs, dig
 from fastreg.experiments import Scale
 from fastreg.experiments.claims import HELD, INCONCLUSIVE, NOT_HELD, TABLE_HEADER
 from fastreg.experiments.runs import toy_config
-from fastreg.regularizer_table import REGULARIZER_FIELDS, REGULARIZERS
+from fastreg.regularizers import REGULARIZER_FIELDS, REGULARIZERS
 
 
 def test_demo_pairs_differ_only_in_the_regularizer(tmp_path):

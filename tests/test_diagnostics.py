@@ -169,7 +169,7 @@ def _replay_d_steps(loss_variant, **train_kwargs):
             real, fake = (regularizers.instance_noise(x, sigma, replay) for x in (real, fake))
         loss = losses.d_loss(loss_variant, D_ref(real).reshape(-1), D_ref(fake).reshape(-1))
         if loss_variant == "wgan-gp":  # lambda = 10, interpolation weights from the same generator
-            loss = loss + 10 * regularizers.gradient_penalty(D_ref, real, fake, generator=replay)
+            loss = loss + 10 * regularizers.wgan_gp_penalty(D_ref, real, fake, generator=replay).penalty
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

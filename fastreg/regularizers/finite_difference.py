@@ -116,8 +116,8 @@ def first_order_input_gradients(vs: Sequence[torch.Tensor], xs: Sequence[torch.T
             raise
         raise RuntimeError("penalty_grad='finite-difference' takes D's input gradient with retain_graph=True, "
                            "which a torch.compile'd D compiled with donated buffers refuses; call "
-                           "fastreg.penalty_gradient.keep_graphs_of_compiled_modules() before D is first "
-                           "compiled") from exc
+                           "fastreg.regularizers.finite_difference.keep_graphs_of_compiled_modules() before D is "
+                           "first compiled") from exc
     if scaler is not None and scaler.is_enabled():
         return tuple(g * (1.0 / scaler.get_scale()) for g in grads)
     return grads

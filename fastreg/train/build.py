@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from .. import data, models, schedules
-from ..regularizer_table import REGULARIZERS
+from ..regularizers import REGULARIZERS
 from .config import ConfigError, TrainConfig
 from ..models.mlp import truncated_normal_init_
 from .distributed import World
