@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 
-from .train.metrics_log import read_metrics
+from ..train.metrics_log import read_metrics
 
 
 def pyplot():

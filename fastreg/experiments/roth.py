@@ -10,7 +10,7 @@ import time
 from tqdm.auto import tqdm
 
 from ..diagnostics.report import DiagnoseOptions, cross_test_runs
-from ..plots import pyplot, save_figure
+from ..diagnostics.plots import pyplot, save_figure
 from ..regularizers import REGULARIZERS
 from . import figures
 from .budget import Scale
