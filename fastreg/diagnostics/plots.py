@@ -47,11 +47,6 @@ def _points(run_dir: str, key: str) -> list[tuple[int, float]]:
     return [(r["step"], r[key]) for r in records if math.isfinite(r[key])]
 
 
-def plot_curves(runs: dict[str, str], keys: list[str], path: str, log_y: tuple[str, ...] = ()) -> str:
-    """One panel per metric key, one line per run (label -> run folder); returns ``path``."""
-    return plot_seed_curves({label: [run_dir] for label, run_dir in runs.items()}, keys, path, log_y)
-
-
 def plot_seed_curves(groups: dict[str, list[str]], keys: list[str], path: str, log_y: tuple[str, ...] = ()) -> str:
     """One panel per metric key, one line per group of runs (label -> run folders, e.g. one per seed): the mean
     over the group's runs at the steps all of them logged, with a band from their minimum to their maximum."""

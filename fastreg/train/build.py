@@ -11,7 +11,6 @@ from .config import ConfigError, TrainConfig
 from ..models.mlp import truncated_normal_init_
 from .distributed import World
 
-TOY_Z_DIM = 16  # latent size of the toy MLP generator (Roth et al.'s toy experiments use a small z)
 
 
 def device_of(config: TrainConfig, world: World | None = None) -> torch.device:
