@@ -42,6 +42,7 @@ def test_every_row_returns_the_penalty_and_both_logits(name):
     direct = {"roth": lambda: regularizers.roth_penalty(D, x_real, x_fake, "ns").penalty,
               "r1": lambda: regularizers.r1_penalty(D, x_real).penalty,
               "r2": lambda: regularizers.r2_penalty(D, x_fake).penalty,
+              "r1r2": lambda: regularizers.r1_penalty(D, x_real).penalty + regularizers.r2_penalty(D, x_fake).penalty,
               "gp": lambda: regularizers.wgan_gp_penalty(D, x_real, x_fake,
                                                          generator=torch.Generator().manual_seed(3)).penalty,
               "gp1": lambda: regularizers.wgan_gp_penalty(D, x_real, x_fake, one_sided=True,
@@ -141,3 +142,31 @@ def test_no_attribute_passes_between_the_steps_and_the_cuda_graphs():
     assert not hasattr(trainer.steps, "graphs") and not hasattr(trainer.steps, "captured_checks")
     assert trainer.graphs is None and trainer.D is trainer.steps.D and trainer.modules()["opt_d"] is trainer.opt_d
     assert "self.graphs" not in inspect.getsource(steps_module.Steps)
+
+
+def test_r1r2_is_r1_plus_r2_with_their_gradient_and_trains(tmp_path):
+    """The R1 + R2 row (R3GAN's pairing): value and parameter gradient are R1's plus R2's; a trainer run with it
+    logs that penalty and gamma/2 = 5 as its loss factor."""
+    from fastreg.train.config import TrainConfig
+    from fastreg.train.trainer import Trainer
+
+    D, x_real, x_fake = d_and_batches()
+    got = REGULARIZERS["r1r2"].penalty(D, x_real, x_fake).penalty
+    expected = regularizers.r1_penalty(D, x_real).penalty + regularizers.r2_penalty(D, x_fake).penalty
+    params = list(D.parameters())
+    def grads(t):
+        return torch.autograd.grad(t, params, allow_unused=True, materialize_grads=True)
+
+    for a, b in zip(grads(got), grads(expected)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    assert REGULARIZERS["r1r2"].loss_weight(10.0) == 5.0
+    fd = REGULARIZERS["r1r2"].penalty(D, x_real, x_fake, penalty_grad="finite-difference").penalty
+    torch.testing.assert_close(fd, expected, rtol=1e-12, atol=0)  # the same value, another gradient estimate
+    config = TrainConfig(variant="ns", reg="r1r2", data="ring8", model="mlp", z_dim=4, batch_size=8, device="cpu",
+                         dtype="float64", out=str(tmp_path / "run"))
+    trainer = Trainer(config.validate())
+    out = trainer.iteration()
+    assert trainer.config.resolved("gamma") == 10.0 and trainer.config.resolved("d_norm") == "none"
+    assert float(out["penalty"]) > 0
+    with pytest.raises(ValueError, match="^reg: 'r1r2' applies to every variant but wgan, wgan-gp"):
+        check_config("wgan-gp", "r1r2")

@@ -86,6 +86,12 @@ def _r2(D, x_real, x_fake, o: PenaltyOptions) -> Penalty:
     return Penalty(penalty, v_real, v_fake)
 
 
+def _r1_r2(D, x_real, x_fake, o: PenaltyOptions) -> Penalty:
+    r1, v_real, _ = r1_penalty(D, x_real, scaler=o.scaler, penalty_grad=o.penalty_grad)
+    r2, _, v_fake = r2_penalty(D, x_fake, scaler=o.scaler, penalty_grad=o.penalty_grad)
+    return Penalty(r1 + r2, v_real, v_fake)
+
+
 @dataclass(frozen=True)
 class Regularizer:
     """One row of :data:`REGULARIZERS`."""
@@ -158,6 +164,9 @@ REGULARIZERS: dict[str, Regularizer] = {r.name: r for r in (
                 False, "none", ("*",), except_variants=("wgan", "wgan-gp")),
     Regularizer("r2", "R2, ||grad v||^2 on generated data (Mescheder, Geiger, Nowozin 2018)", _r2, 10.0, "gamma", 0.5,
                 False, "none", ("*",), except_variants=("wgan", "wgan-gp")),
+    Regularizer("r1r2", "R1 + R2, ||grad v||^2 on real plus on generated data (Mescheder et al. 2018's penalties, "
+                "paired as in R3GAN, Huang et al. 2024; default gamma R1's)", _r1_r2, 10.0, "gamma", 0.5, False,
+                "none", ("*",), except_variants=("wgan", "wgan-gp")),
 )}
 
 # Config fields that belong to the regularizer: a like-for-like comparison changes only these.
