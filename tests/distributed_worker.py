@@ -42,7 +42,7 @@ def d_step_gradients(reg: str, world: distributed.World, out: str) -> dict:
     config = TrainConfig(variant="ns", reg=reg, data="ring8", model="mlp", z_dim=4, dtype="float64", noise=0.0,
                          batch_size=GLOBAL_BATCH // world.size, out=out)
     trainer = Trainer(config)
-    trainer.steps.d_inputs = lambda: (shard(x_real, world), shard(x_fake, world))
+    trainer.steps.d_inputs = lambda *args, **kwargs: (shard(x_real, world), shard(x_fake, world))
     original = penalties.random_interpolate
     penalties.random_interpolate = lambda a, b, generator=None: eps * a + (1 - eps) * b
     try:
