@@ -26,9 +26,8 @@ from __future__ import annotations
 
 from . import addons, finite_difference, lazy, penalties, table
 from .addons import WGAN_CLIP, clip_weights_, instance_noise
-from .finite_difference import PENALTY_GRADS
 from .lazy import LazyRegularization
-from .penalties import (FORWARD_MODES, Penalty, couples_batch, gradient_penalty, r1_penalty, r2_penalty,
+from .penalties import (FORWARD_MODES, PENALTY_GRADS, Penalty, couples_batch, gradient_penalty, r1_penalty, r2_penalty,
                         random_interpolate, resolve_forward, roth_penalty, wgan_gp_penalty)
 from .table import D_NORMS, REGULARIZER_FIELDS, REGULARIZERS, PenaltyOptions, Regularizer, check_config, in_force
 

@@ -69,16 +69,6 @@ from typing import Callable, Sequence
 import torch
 import torch.nn as nn
 
-PENALTY_GRADS = ("exact", "finite-difference")
-
-
-def check_penalty_grad(penalty_grad: str, who: str) -> str:
-    """``penalty_grad`` if it is one of :data:`PENALTY_GRADS`, else ValueError naming it."""
-    if penalty_grad not in PENALTY_GRADS:
-        raise ValueError(f"{who}: penalty_grad must be one of {', '.join(PENALTY_GRADS)}, got {penalty_grad!r}")
-    return penalty_grad
-
-
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
     """D's compute dtype for input ``x``: the autocast dtype when autocast is on for x's device, else x's."""
     kind = x.device.type

@@ -40,9 +40,10 @@ import torch.nn as nn
 from ..divergences import DIVERGENCES
 from ..ops.grad_penalty import grad_penalty
 from ..ops.random_ops import random_interpolate as fused_random_interpolate
-from .finite_difference import check_penalty_grad, finite_difference_penalty, first_order_input_gradients
+from .finite_difference import finite_difference_penalty, first_order_input_gradients
 
 FORWARD_MODES = ("auto", "joint", "separate")
+PENALTY_GRADS = ("exact", "finite-difference")  # how the penalty's parameter gradient is taken: _penalized
 
 Discriminator = Callable[[torch.Tensor], torch.Tensor]
 
@@ -64,6 +65,13 @@ def random_interpolate(x_real: torch.Tensor, x_fake: torch.Tensor,
 
 
 # --- shared steps --------------------------------------------------------------------------------
+
+def check_penalty_grad(penalty_grad: str, who: str) -> str:
+    """``penalty_grad`` if it is one of :data:`PENALTY_GRADS`, else ValueError naming it."""
+    if penalty_grad not in PENALTY_GRADS:
+        raise ValueError(f"{who}: penalty_grad must be one of {', '.join(PENALTY_GRADS)}, got {penalty_grad!r}")
+    return penalty_grad
+
 
 def _requiring_grad(x: torch.Tensor) -> torch.Tensor:
     return x if x.requires_grad else x.detach().requires_grad_()
