@@ -84,7 +84,7 @@ def d_loss(variant: str, v_real: torch.Tensor, v_fake: torch.Tensor, **options) 
       (Mao et al. 2017).
     - ``wgan``, ``wgan-gp``: :math:`E_Q[v] - E_P[v]` (Arjovsky et al. 2017; Gulrajani et al. 2017
       add :math:`\lambda\,E(\lVert\nabla v(\hat x)\rVert-1)^2`, see
-      :func:`fastreg.regularizers.gradient_penalty`).
+      :func:`fastreg.regularizers.wgan_gp_penalty`).
     - ``fgan:<div>``: :math:`-E_P[g_f(v)] + E_Q[f^*(g_f(v))]` (Nowozin et al. 2016; table in
       docs/design.md section 4).
     - ``vral``: the classifier loss of Grewal, Hjelm, Bengio 2018,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from .regularizer_table import REGULARIZERS
+from .regularizers.table import REGULARIZERS
 
 ROTH_GAMMA0 = REGULARIZERS["roth"].annealed_start  # 2.0
 ROTH_ALPHA = REGULARIZERS["roth"].anneal_alpha     # 0.01

@@ -16,7 +16,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from fastreg import regularizers
+from fastreg.regularizers import penalties
 from fastreg.models import DCGANGenerator
 from fastreg.train import distributed
 from fastreg.train.config import TrainConfig
@@ -42,13 +42,13 @@ def d_step_gradients(reg: str, world: distributed.World, out: str) -> dict:
     config = TrainConfig(variant="ns", reg=reg, data="ring8", model="mlp", z_dim=4, dtype="float64", noise=0.0,
                          batch_size=GLOBAL_BATCH // world.size, out=out)
     trainer = Trainer(config)
-    trainer.steps.d_inputs = lambda: (shard(x_real, world), shard(x_fake, world))
-    original = regularizers.random_interpolate
-    regularizers.random_interpolate = lambda a, b, generator=None: eps * a + (1 - eps) * b
+    trainer.steps.d_inputs = lambda *args, **kwargs: (shard(x_real, world), shard(x_fake, world))
+    original = penalties.random_interpolate
+    penalties.random_interpolate = lambda a, b, generator=None: eps * a + (1 - eps) * b
     try:
         trainer.steps.d_step()
     finally:
-        regularizers.random_interpolate = original
+        penalties.random_interpolate = original
     return {"grads": {name: p.grad.clone() for name, p in trainer.D.named_parameters()},
             "params": {name: p.detach().clone() for name, p in trainer.D.named_parameters()}}
 

@@ -83,7 +83,7 @@ def test_help_lists_every_option_with_its_default():
 
 def test_the_regularizer_table_drives_the_cli_help_and_validation():
     """Every regularizer name and default weight in `fastreg train --help` comes from REGULARIZERS."""
-    from fastreg.regularizer_table import D_NORMS, FORWARD_MODES, REGULARIZERS
+    from fastreg.regularizers import D_NORMS, FORWARD_MODES, REGULARIZERS
 
     train = build_parser()._subparsers._group_actions[0].choices["train"]
     actions = {a.dest: a for a in train._actions}

@@ -7,11 +7,11 @@ import re
 import pytest
 
 from fastreg.cli import main
-from fastreg.demo import DEMO, MARKER, QUICK, DemoOutputError, demo_configs, digits_claims, run_demo
+from fastreg.experiments.demo import DEMO, MARKER, QUICK, DemoOutputError, demo_configs, digits_claims, run_demo
 from fastreg.experiments import Scale
 from fastreg.experiments.claims import HELD, INCONCLUSIVE, NOT_HELD, TABLE_HEADER
 from fastreg.experiments.runs import toy_config
-from fastreg.regularizer_table import REGULARIZER_FIELDS, REGULARIZERS
+from fastreg.regularizers import REGULARIZER_FIELDS, REGULARIZERS
 
 
 def test_demo_pairs_differ_only_in_the_regularizer(tmp_path):
@@ -101,7 +101,7 @@ def test_quick_demo_writes_a_report_that_reads_itself(tmp_path):
 
 
 def test_curve_plots_have_titles_and_axis_labels_in_words(tmp_path):
-    from fastreg.plots import METRIC_LABELS, metric_label
+    from fastreg.diagnostics.plots import METRIC_LABELS, metric_label
 
     assert metric_label("fid/classifier:digits") == ("FID [classifier:digits]", "FID (lower is better)")
     for key in ("d_loss", "g_loss", "d_grad_norm", "g_grad_norm", "wasserstein_1", "high_quality"):

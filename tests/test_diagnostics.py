@@ -169,7 +169,7 @@ def _replay_d_steps(loss_variant, **train_kwargs):
             real, fake = (regularizers.instance_noise(x, sigma, replay) for x in (real, fake))
         loss = losses.d_loss(loss_variant, D_ref(real).reshape(-1), D_ref(fake).reshape(-1))
         if loss_variant == "wgan-gp":  # lambda = 10, interpolation weights from the same generator
-            loss = loss + 10 * regularizers.gradient_penalty(D_ref, real, fake, generator=replay)
+            loss = loss + 10 * regularizers.wgan_gp_penalty(D_ref, real, fake, generator=replay).penalty
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -441,7 +441,7 @@ def test_diagnose_run_dir_alone_means_all(tiny_runs):
 def test_vanishing_plot_band_is_not_clipped_on_the_log_axis(tmp_path, monkeypatch):
     """Issue 16: the band mean - std, clipped at 1e-30, spiked to 1e-28 wherever std >= mean. The band is now
     mean */ exp(std / mean): symmetric on the log axis, never near 0."""
-    from fastreg import plots
+    from fastreg.diagnostics import plots
     from fastreg.diagnostics import GradientRecord
 
     records = [GradientRecord(t, m, s, 1.0, 0.1, 0.5) for t, m, s in ((0, 1e-2, 1e-3), (25, 1e-4, 2e-4),

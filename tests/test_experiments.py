@@ -18,7 +18,7 @@ from fastreg.experiments.roth import (ARCHITECTURES, METHODS, architecture, cros
                                       stability_claims)
 from fastreg.experiments.roth_toy import toy_claims
 from fastreg.experiments.runs import command, eval_interval, image_config, toy_config
-from fastreg.regularizer_table import REGULARIZER_FIELDS
+from fastreg.regularizers import REGULARIZER_FIELDS
 from fastreg.train.config import ConfigError
 from fastreg.experiments.tempered import tempered_claims
 from fastreg.experiments.vral import vral_claims

@@ -156,10 +156,12 @@ def test_normalization_in_d_is_a_choice_with_defaults_from_the_regularizers_pape
     assert models.has_batch_norm(D) and D.norm == "batch"
     layer = models.DCGANDiscriminator(width=4, resolution=16, norm="layer")
     assert not models.has_batch_norm(layer) and any(isinstance(m, torch.nn.GroupNorm) for m in layer.modules())
-    assert models.d_batch_norm_default("ns") is True
-    assert models.d_batch_norm_default("ns", reg="roth") is True   # Roth et al.'s DCGAN keeps batch norm
-    assert models.d_batch_norm_default("ns", reg="r1") is False
-    assert models.d_batch_norm_default("wgan-gp") is False        # Gulrajani et al.: no BN in the critic
+    from fastreg.regularizers import in_force  # the defaults are the regularizer rows'; the networks know none
+
+    assert in_force("ns").d_norm == "batch"
+    assert in_force("ns", "roth").d_norm == "batch"   # Roth et al.'s DCGAN keeps batch norm
+    assert in_force("ns", "r1").d_norm == "none"
+    assert in_force("wgan-gp").d_norm == "none"       # Gulrajani et al.: no BN in the critic
     with pytest.raises(ValueError, match="norm must be one of"):
         models.DCGANDiscriminator(width=4, resolution=16, norm="instance")
     with pytest.raises(ValueError, match="contradicts"):

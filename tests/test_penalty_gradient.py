@@ -13,7 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fastreg import penalty_gradient, regularizers
+from fastreg import regularizers
+from fastreg.regularizers import finite_difference as penalty_gradient
 from fastreg.models import DCGANDiscriminator, MLPDiscriminator, TransformerDiscriminator
 from fastreg.train.config import ConfigError, TrainConfig
 
@@ -56,8 +57,8 @@ def _gp(one_sided):
     def penalty(D, xr, xf, penalty_grad):
         target = _median_norm(D, xr, xf)
         generator = torch.Generator().manual_seed(3)
-        return regularizers.gradient_penalty(D, xr, xf, one_sided=one_sided, target=target, generator=generator,
-                                             penalty_grad=penalty_grad)
+        return regularizers.wgan_gp_penalty(D, xr, xf, one_sided=one_sided, target=target, generator=generator,
+                                            penalty_grad=penalty_grad).penalty
     return penalty
 
 
@@ -234,7 +235,7 @@ def test_step_is_relative_to_the_dtype():
     lambda D, x: regularizers.roth_penalty(D, x, x, penalty_grad="fd"),
     lambda D, x: regularizers.r1_penalty(D, x, penalty_grad="fd"),
     lambda D, x: regularizers.r2_penalty(D, x, penalty_grad="fd"),
-    lambda D, x: regularizers.gradient_penalty(D, x, x, penalty_grad="fd"),
+    lambda D, x: regularizers.wgan_gp_penalty(D, x, x, penalty_grad="fd").penalty,
 ])
 def test_an_unknown_penalty_grad_is_refused_by_name(call):
     with pytest.raises(ValueError, match=r"penalty_grad must be one of exact, finite-difference, got 'fd'"):

@@ -58,8 +58,8 @@ def test_snippet_trains_a_roth_regularized_ns_gan_on_digits():
 
 def test_readme_regularizer_table_matches_the_table_in_code():
     """Each row of the README's regularizer table states the default weight and D normalization of
-    fastreg.regularizer_table.REGULARIZERS."""
-    from fastreg.regularizer_table import REGULARIZERS
+    fastreg.regularizers.REGULARIZERS."""
+    from fastreg.regularizers import REGULARIZERS
 
     rows = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `")]
     seen = set()

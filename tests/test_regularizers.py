@@ -152,8 +152,8 @@ def test_roth_unknown_divergence_is_a_value_error():
 def test_gradient_penalty_equals_the_formula_on_the_same_interpolates(one_sided, target):
     D = small_d()
     x_real, x_fake = batches()
-    got = regularizers.gradient_penalty(D, x_real, x_fake, one_sided=one_sided, target=target,
-                                        generator=torch.Generator().manual_seed(5))
+    got = regularizers.wgan_gp_penalty(D, x_real, x_fake, one_sided=one_sided, target=target,
+                                       generator=torch.Generator().manual_seed(5)).penalty
     x_hat = regularizers.random_interpolate(x_real, x_fake, torch.Generator().manual_seed(5))
     _, g = input_grads(D, x_hat)
     excess = torch.sqrt(sq_norms(g)) - target
@@ -179,10 +179,12 @@ def test_r1_r2_equal_the_formula(which):
     D = small_d()
     x_real, x_fake = batches(5, 3)
     x = x_real if which == "r1" else x_fake
-    penalty, logits = getattr(regularizers, f"{which}_penalty")(D, x)
+    penalty, v_real, v_fake = getattr(regularizers, f"{which}_penalty")(D, x)  # the one result type, Penalty
+    logits, other = (v_real, v_fake) if which == "r1" else (v_fake, v_real)
     v, g = input_grads(D, x)
     assert_same(D, penalty, sq_norms(g).mean())
     torch.testing.assert_close(logits, v)
+    assert other is None  # D ran on one batch only
 
 
 def test_penalties_of_a_linear_critic_are_closed_form():
@@ -193,7 +195,7 @@ def test_penalties_of_a_linear_critic_are_closed_form():
     x_real, x_fake = batches()
     norm_sq = 0.25 * 18
     assert float(regularizers.r1_penalty(lin, x_real).penalty.detach()) == pytest.approx(norm_sq, rel=1e-12)
-    assert float(regularizers.gradient_penalty(lin, x_real, x_fake).detach()) == pytest.approx(
+    assert float(regularizers.wgan_gp_penalty(lin, x_real, x_fake).penalty.detach()) == pytest.approx(
         (math.sqrt(norm_sq) - 1) ** 2, rel=1e-12)
     v_r, v_f = lin(x_real).flatten().detach(), lin(x_fake).flatten().detach()
     expected = float((torch.sigmoid(-v_r) ** 2).mean() * norm_sq + (torch.sigmoid(v_f) ** 2).mean() * norm_sq)
@@ -209,11 +211,11 @@ def test_penalties_under_bfloat16_autocast_match_float32():
     x_real, x_fake = batches(8, 8, torch.float32)
     exact_roth = regularizers.roth_penalty(D, x_real, x_fake).penalty
     exact_r1 = regularizers.r1_penalty(D, x_real).penalty
-    exact_gp = regularizers.gradient_penalty(D, x_real, x_fake, generator=torch.Generator().manual_seed(3))
+    exact_gp = regularizers.wgan_gp_penalty(D, x_real, x_fake, generator=torch.Generator().manual_seed(3)).penalty
     with torch.autocast("cpu", dtype=torch.bfloat16):
         roth, v_real, _ = regularizers.roth_penalty(D, x_real, x_fake)
         r1 = regularizers.r1_penalty(D, x_real).penalty
-        gp = regularizers.gradient_penalty(D, x_real, x_fake, generator=torch.Generator().manual_seed(3))
+        gp = regularizers.wgan_gp_penalty(D, x_real, x_fake, generator=torch.Generator().manual_seed(3)).penalty
     assert v_real.dtype == torch.bfloat16  # D really ran in bfloat16
     for got, exact in ((roth, exact_roth), (r1, exact_r1), (gp, exact_gp)):
         assert got.dtype == torch.float32
@@ -254,9 +256,9 @@ def test_wgan_gp_penalty_on_a_batch_norm_critic_warns():
     D = small_d(batch_norm=True)
     x_real, x_fake = batches()
     with pytest.warns(UserWarning, match="BatchNorm"):
-        regularizers.gradient_penalty(D, x_real, x_fake)
+        regularizers.wgan_gp_penalty(D, x_real, x_fake)
     D.eval()  # eval-mode batch norm is a per-sample affine map: no warning
-    regularizers.gradient_penalty(D, x_real, x_fake)
+    regularizers.wgan_gp_penalty(D, x_real, x_fake)
 
 
 # --- forward modes: joint vs separate real/fake forwards --------------------------------------------

@@ -109,7 +109,7 @@ def test_cuda_graphs_on_the_cpu_warns_once_and_trains_eagerly(tmp_path):
         fallback, fallback_outs = run_iterations(config(tmp_path, reg="roth", noise=0.1, device="cpu",
                                                         cuda_graphs=True), 3)
     assert len([w for w in caught if "cuda_graphs" in str(w.message)]) == 1
-    assert fallback.steps.graphs is None
+    assert fallback.graphs is None
     assert_same_run(eager, fallback, eager_outs, fallback_outs, rtol=0, atol=0)
 
 
@@ -148,11 +148,8 @@ def _record_and_run(self, key, body):
     a capture: the guard's values are collected, the optimizer steps unconditionally), then hands the results on
     as after a replay. What it cannot check: the capture itself, static memory, replays."""
     steps = self.steps
-    steps.captured_checks = checks = []
-    try:
-        outputs = body()
-    finally:
-        steps.captured_checks = None
+    checks = []
+    outputs = body(checks)
     module = steps.D if key[0] == "D" else steps.G
     captured = cuda_graphs._Captured(None, outputs, checks, [p.grad for p in module.parameters()])
     return self._results(captured, key[0])
@@ -170,10 +167,10 @@ def test_captured_step_bodies_train_like_eager_steps_on_the_cpu(tmp_path, monkey
                         lambda c, params, lr, capturable=False: torch.optim.Adam(params, lr=lr,
                                                                                   betas=c.resolved("betas")))
     recorded, recorded_outs = run_iterations(config(tmp_path, cuda_graphs=True, **fields), 4)
-    assert recorded.steps.graphs is not None and recorded.guard.updates == eager.guard.updates == 8
+    assert recorded.graphs is not None and recorded.guard.updates == eager.guard.updates == 8
     assert_same_run(eager, recorded, eager_outs, recorded_outs, rtol=1e-10, atol=1e-12)
     with pytest.raises(NonFiniteError, match="real_batch"):  # CPU values: the guard reads them at once
-        recorded.steps.graphs.d_step(recorded.real.next() * math.nan, 0.1, 0.0, False)
+        recorded.graphs.d_step(recorded.real.next() * math.nan, 0.1, False, 0.0)
 
 
 # --- cuda_graphs on a GPU ---------------------------------------------------------------------------
@@ -194,8 +191,8 @@ def test_cuda_graph_steps_agree_with_eager_steps(fields, tmp_path):
     with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True):
         eager, eager_outs = run_iterations(config(tmp_path, device="cuda", **fields), n)
         graphed, graphed_outs = run_iterations(config(tmp_path, device="cuda", cuda_graphs=True, **fields), n)
-    assert graphed.steps.graphs is not None and ("G",) in graphed.steps.graphs.captured
-    assert any(key[0] == "D" for key in graphed.steps.graphs.captured)
+    assert graphed.graphs is not None and ("G",) in graphed.graphs.captured
+    assert any(key[0] == "D" for key in graphed.graphs.captured)
     graphed.guard.flush()
     assert_same_run(eager, graphed, eager_outs, graphed_outs, rtol=1e-4, atol=1e-5)
 

@@ -122,7 +122,8 @@ def test_wgan_gp_step_equals_hand_written_step(tmp_path):
         x_real = real.sample(16).double()
         with torch.no_grad():
             x_fake = G(torch.randn(16, config.z_dim, dtype=torch.float64))
-        loss = losses.d_loss("wgan-gp", D(x_real), D(x_fake)) + 10.0 * regularizers.gradient_penalty(D, x_real, x_fake)
+        penalty = regularizers.wgan_gp_penalty(D, x_real, x_fake).penalty
+        loss = losses.d_loss("wgan-gp", D(x_real), D(x_fake)) + 10.0 * penalty
         opt_d.zero_grad()
         loss.backward()
         opt_d.step()

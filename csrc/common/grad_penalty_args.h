@@ -53,7 +53,7 @@ inline GradPenaltyArgs check_grad_penalty_args(const at::Tensor& grad, const std
   TORCH_CHECK_VALUE(grad.dim() >= 1, "grad_penalty: grad must have a batch dimension [B, ...], got a 0-d tensor");
   args.rows = grad.size(0);
   TORCH_CHECK_VALUE(args.rows > 0, "grad_penalty: grad has an empty batch (B = 0)");
-  args.row_len = args.rows == 0 ? 0 : grad.numel() / args.rows;
+  args.row_len = grad.numel() / args.rows;  // rows > 0, checked above
   TORCH_CHECK_VALUE(at::isFloatingType(grad.scalar_type()), "grad_penalty: grad must be floating point, got ",
                     grad.scalar_type());
   TORCH_CHECK_VALUE(num_real >= 0 && num_real <= args.rows, "grad_penalty: num_real must lie in [0, B] = [0, ",

@@ -1,4 +1,4 @@
-"""``fastreg demo``: a thin front for :func:`fastreg.demo.run_demo`."""
+"""``fastreg demo``: a thin front for :func:`fastreg.experiments.demo.run_demo`."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def add(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo import DEMO, QUICK, DemoOutputError, run_demo
+    from ..experiments.demo import DEMO, QUICK, DemoOutputError, run_demo
 
     start = time.perf_counter()
     try:

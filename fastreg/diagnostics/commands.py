@@ -24,7 +24,7 @@ import os
 
 import torch
 
-from .. import plots
+from . import plots
 from ..train.runs import open_run
 from .cross_test import CROSS_SAMPLES
 from .discriminator import (RealSampler, check_variant, decision_threshold, generate, logits, output_histograms,

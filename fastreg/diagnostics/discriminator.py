@@ -12,7 +12,9 @@
   (default the logistic loss ``softplus(-v_r) + softplus(v_f)`` of ``ns``): both the k extra D steps
   of the k:1 picture and the fresh D of the vanishing-gradient experiment (Arjovsky & Bottou 2017)
   use it. Adam 2e-4, betas (0.5, 0.999), the DCGAN recipe of both papers, for every variant;
-  optional instance noise on D's inputs.
+  optional instance noise on D's inputs. Its D step is the trainer's: :func:`fastreg.train.steps.logits_and_penalty`
+  and :func:`fastreg.train.steps.d_loss` with the regularizer row the variant carries (``wgan-gp``: ``gp``), then
+  :func:`fastreg.train.steps.after_d_update` (WGAN's clipping).
 
 Modules are used in the mode they are given (train or eval); the diagnostics draw their own
 randomness from seeded generators (network initialisation aside).
@@ -25,8 +27,10 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from .. import losses, progress, regularizers
+from .. import losses, progress
 from ..data.images import images_at
+from ..regularizers import in_force, instance_noise
+from ..train.steps import after_d_update, d_loss, logits_and_penalty
 
 D_LR, D_BETAS = 2e-4, (0.5, 0.999)
 BATCH = 64
@@ -141,13 +145,13 @@ def _draws_from(x: torch.Tensor, generator: torch.Generator) -> torch.Generator 
 
 def discriminator_loss(D: nn.Module, x_real: torch.Tensor, x_fake: torch.Tensor, variant: str = "ns",
                        generator: torch.Generator | None = None) -> torch.Tensor:
-    r"""The loss D minimizes under ``variant`` (:func:`fastreg.losses.d_loss` on D's logits); for
-    ``wgan-gp`` plus :math:`\lambda\,E(\lVert\nabla_x v(\hat x)\rVert - 1)^2`, :math:`\lambda = 10`
-    (Gulrajani et al. 2017, :func:`fastreg.regularizers.gradient_penalty`)."""
-    loss = losses.d_loss(variant, D(x_real).reshape(-1), D(x_fake).reshape(-1))
-    if variant == "wgan-gp":
-        loss = loss + regularizers.GP_LAMBDA * regularizers.gradient_penalty(D, x_real, x_fake, generator=generator)
-    return loss
+    r"""The loss D minimizes under ``variant``: :func:`fastreg.losses.d_loss` on D's logits plus the penalty the
+    variant carries at its row's default weight (``wgan-gp``: :math:`\lambda\,E(\lVert\nabla_x v(\hat x)\rVert
+    - 1)^2`, :math:`\lambda = 10`, Gulrajani et al. 2017), computed by the trainer's step functions
+    (:func:`fastreg.train.steps.logits_and_penalty`, :func:`fastreg.train.steps.d_loss`)."""
+    row = in_force(variant)
+    terms = logits_and_penalty(D, x_real, x_fake, row, row.has_penalty, variant=variant, generator=generator)
+    return d_loss(variant, terms, row.loss_weight(row.weight))
 
 
 def train_discriminator(D: nn.Module, G: nn.Module, real: Callable[[int], torch.Tensor], steps: int,
@@ -179,12 +183,11 @@ def train_discriminator(D: nn.Module, G: nn.Module, real: Callable[[int], torch.
         x_fake = generate(G, batch_size, generator)
         x_real = real(batch_size).to(**placement(D))
         if noise > 0:
-            x_real = regularizers.instance_noise(x_real, noise, _draws_from(x_real, generator))
-            x_fake = regularizers.instance_noise(x_fake, noise, _draws_from(x_fake, generator))
+            x_real = instance_noise(x_real, noise, _draws_from(x_real, generator))
+            x_fake = instance_noise(x_fake, noise, _draws_from(x_fake, generator))
         loss = discriminator_loss(D, x_real, x_fake, variant, _draws_from(x_real, generator))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if variant == "wgan":
-            regularizers.clip_weights_(D)
+        after_d_update(D, variant)
     return D

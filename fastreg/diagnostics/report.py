@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import plots
+from . import plots
 from ..progress import Stages
 from ..metrics.evaluation import Evaluator, describe, real_images
 from ..train import build

@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import regularizers
+from ..regularizers import instance_noise
 from .discriminator import BATCH, D_LR, generate, logits, placement, train_discriminator
 
 
@@ -54,7 +54,7 @@ def generator_gradients(G: nn.Module, D: nn.Module, z: torch.Tensor, noise: floa
     """The flattened gradients (grad E log(1 - D(G(z))), grad E -log D(G(z))) w.r.t. G's parameters, for one
     latent batch; with ``noise`` = sigma > 0, D sees ``G(z) + sigma xi`` (``xi`` drawn with ``generator``)."""
     params = list(G.parameters())
-    x = regularizers.instance_noise(G(z.to(**placement(G))), noise, generator)
+    x = instance_noise(G(z.to(**placement(G))), noise, generator)
     v = D(x).reshape(-1)
     flat = []
     for cost in (-F.softplus(v).mean(), F.softplus(-v).mean()):
@@ -111,7 +111,7 @@ def vanishing_gradients(G: nn.Module, D: nn.Module, real: Callable[[int], torch.
         minimax, nonsat = torch.tensor(minimax, dtype=torch.float64), torch.tensor(nonsat, dtype=torch.float64)
 
         def seen(x: torch.Tensor) -> torch.Tensor:
-            return regularizers.instance_noise(x.to(**placement(D)), noise, draws) if noise > 0 else x
+            return instance_noise(x.to(**placement(D)), noise, draws) if noise > 0 else x
 
         v_real, v_fake = logits(D, seen(check_real)), logits(D, seen(check_fake))
         accuracy = ((v_real > 0).sum() + (v_fake <= 0).sum()).item() / (2 * batch_size)

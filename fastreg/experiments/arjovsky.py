@@ -18,7 +18,7 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from .. import plots
+from ..diagnostics import plots
 from ..diagnostics import RealSampler, vanishing_gradients
 from ..diagnostics.report import fresh_discriminator
 from ..train.checkpoint import list_checkpoints, load_checkpoint

@@ -1,5 +1,5 @@
 """The experiments' figures (matplotlib, PNG): curves per panel, bars with seeds, sample grids,
-confusion matrices. Histograms and vanishing-gradient curves reuse :mod:`fastreg.plots`."""
+confusion matrices. Histograms and vanishing-gradient curves reuse :mod:`fastreg.diagnostics.plots`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from ..plots import pyplot, save_figure
+from ..diagnostics.plots import pyplot, save_figure
 
 
 def curve_panels(panels: dict[str, dict[str, list[tuple[float, float]]]], path: str, ylabel: str,

@@ -10,8 +10,8 @@ import time
 from tqdm.auto import tqdm
 
 from ..diagnostics.report import DiagnoseOptions, cross_test_runs
-from ..plots import pyplot, save_figure
-from ..regularizer_table import REGULARIZERS
+from ..diagnostics.plots import pyplot, save_figure
+from ..regularizers import REGULARIZERS
 from . import figures
 from .budget import Scale
 from .claims import (MIN_SEEDS, Claim, all_of, at_least, better_beyond_spread, fid_fell, finite, fmt,

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import os
 import shlex
 import time
 from dataclasses import dataclass, field, fields, replace
@@ -161,9 +160,3 @@ def toy_quality(trainer: Trainer, samples: int, seed: int = 7) -> dict:
 def sample_images(trainer: Trainer, n: int = 64, seed: int = 0) -> torch.Tensor:
     z = torch.randn(n, trainer.config.z_dim, generator=torch.Generator().manual_seed(seed))
     return trainer.sample(z.to(trainer.device, trainer.dtype)).float().cpu()
-
-
-def experiment_folder(out: str, *parts: str) -> str:
-    path = os.path.join(out, *parts)
-    os.makedirs(path, exist_ok=True)
-    return path

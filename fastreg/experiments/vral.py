@@ -10,7 +10,7 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from .. import plots
+from ..diagnostics import plots
 from ..diagnostics.discriminator import RealSampler, decision_threshold, generate, logits, output_histograms
 from . import figures
 from .budget import Scale

@@ -3,7 +3,7 @@ meta-discriminators. Every discriminator returns logits ``[N]`` with no output n
 every generator maps ``z [N, z_dim]`` to samples (``G.z_dim`` says the latent size).
 """
 
-from .dcgan import RESOLUTIONS, DCGANDiscriminator, DCGANGenerator, d_batch_norm_default, dcgan_init_
+from .dcgan import RESOLUTIONS, DCGANDiscriminator, DCGANGenerator, dcgan_init_
 from .lens import Lens
 from .mlp import MLPDiscriminator, MLPGenerator
 from .parameters import count_parameters, has_batch_norm
@@ -13,4 +13,4 @@ from .vral import MetaDiscriminator, make_meta_discriminators
 
 __all__ = ["RESOLUTIONS", "DCGANDiscriminator", "DCGANGenerator", "Lens", "MLPDiscriminator", "MLPGenerator",
            "MetaDiscriminator", "ResNetDiscriminator", "ResNetGenerator", "TransformerDiscriminator",
-           "count_parameters", "d_batch_norm_default", "dcgan_init_", "has_batch_norm", "make_meta_discriminators"]
+           "count_parameters", "dcgan_init_", "has_batch_norm", "make_meta_discriminators"]

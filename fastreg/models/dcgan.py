@@ -5,8 +5,8 @@ Learning with Deep Convolutional Generative Adversarial Networks").
 size; G uses batch norm + ReLU and a tanh output, D LeakyReLU(0.2). D's normalization is a
 choice (``norm``): batch norm as Radford et al. and Roth et al. 2017's code, layer norm as Gulrajani
 et al. 2017 recommend for WGAN-GP critics, or none; the trainer takes the default from the
-regularizer's paper (:data:`fastreg.regularizer_table.REGULARIZERS`). Weights start from
-N(0, 0.02), the initialisation of Radford et al. that Roth et al. 2017 use too (:func:`dcgan_init_`).
+regularizer's paper (:data:`fastreg.regularizers.REGULARIZERS`); the network knows no regularizer. Weights
+start from N(0, 0.02), the initialisation of Radford et al. that Roth et al. 2017 use too (:func:`dcgan_init_`).
 """
 
 from __future__ import annotations
@@ -47,16 +47,6 @@ def dcgan_init_(module: nn.Module, std: float = 0.02) -> nn.Module:
             m.weight.normal_(1.0, std)
             m.bias.zero_()
     return module
-
-
-def d_batch_norm_default(variant: str, reg: str | None = None) -> bool:
-    """Whether the DCGAN D has batch norm by default for ``variant`` and regularizer ``reg``: the
-    regularizer's paper decides (:data:`fastreg.regularizer_table.REGULARIZERS`): yes without a
-    penalty and with Roth's, no for WGAN-GP (``wgan-gp``, ``gp``, ``gp1``) and R1/R2."""
-    from ..regularizer_table import REGULARIZERS
-
-    reg = "gp" if variant == "wgan-gp" and reg in (None, "none") else (reg or "none")
-    return REGULARIZERS[reg].d_norm == "batch"
 
 
 class DCGANGenerator(nn.Module):

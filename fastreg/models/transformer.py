@@ -21,8 +21,9 @@ The attention goes through :func:`torch.nn.functional.scaled_dot_product_attenti
 kernel (flash or memory-efficient on CUDA, the flash kernel on the CPU). Those kernels have a first-order
 backward only: a gradient penalty with ``penalty_grad="exact"`` differentiates D twice and fails with them
 ("derivative for aten::_scaled_dot_product_flash_attention..._backward is not implemented"), while
-``penalty_grad="finite-difference"`` (:mod:`fastreg.penalty_gradient`) trains it. ``attention="math"`` runs
-the unfused math kernel instead (differentiable twice, slower), pinned with :func:`torch.nn.attention.sdpa_kernel`.
+``penalty_grad="finite-difference"`` (:mod:`fastreg.regularizers.finite_difference`) trains it.
+``attention="math"`` runs the unfused math kernel instead (differentiable twice, slower), pinned with
+:func:`torch.nn.attention.sdpa_kernel`.
 
 No layer couples the samples of a batch (layer norm is per token), so the penalties' per-sample terms hold.
 """

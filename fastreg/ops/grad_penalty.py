@@ -99,7 +99,7 @@ class EagerGradPenalty(torch.autograd.Function):
     formula torch.compile uses too) gives the double backward.
 
     torch.func: ``setup_context`` (forward takes no ctx), a forward-mode ``jvp``
-    and ``generate_vmap_rule`` (the ops' batching rules are in fastreg.op_vmap),
+    and ``generate_vmap_rule`` (the ops' batching rules are in fastreg.ops.vmap),
     so grad, vmap, jvp, jacrev, jacfwd and hessian work as on the reference.
     """
 
@@ -139,7 +139,7 @@ class EagerGradPenalty(torch.autograd.Function):
 class EagerGradPenaltyBackward(torch.autograd.Function):
     """grad_penalty_backward as an eager autograd Function: the double backward of EagerGradPenalty and
     its torch.func transforms (the torch.library autograd of the op, which torch.compile uses, does not
-    support torch.func). Backward: _grad_penalty_backward_vjp; jvp below; vmap from fastreg.op_vmap.
+    support torch.func). Backward: _grad_penalty_backward_vjp; jvp below; vmap from fastreg.ops.vmap.
     """
 
     generate_vmap_rule = True

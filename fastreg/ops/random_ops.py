@@ -139,7 +139,7 @@ class EagerGaussianNoise(torch.autograd.Function):
     """Eager autograd for gaussian_noise with the least Python on the path (see EagerGradPenalty).
 
     torch.func: the jvp is the identity on x's tangent; under vmap each slice draws its own noise
-    (fastreg.op_vmap: randomness="different" only).
+    (fastreg.ops.vmap: randomness="different" only).
     """
 
     generate_vmap_rule = True

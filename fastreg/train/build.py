@@ -6,12 +6,11 @@ import torch
 import torch.nn as nn
 
 from .. import data, models, schedules
-from ..regularizer_table import REGULARIZERS
+from ..regularizers import in_force
 from .config import ConfigError, TrainConfig
 from ..models.mlp import truncated_normal_init_
 from .distributed import World
 
-TOY_Z_DIM = 16  # latent size of the toy MLP generator (Roth et al.'s toy experiments use a small z)
 
 
 def device_of(config: TrainConfig, world: World | None = None) -> torch.device:
@@ -109,10 +108,10 @@ def describe_networks(config: TrainConfig) -> str:
         g_model = "dcgan" if config.model == "transformer" else config.model
         nets = (f"G: {g_model} width {config.width}; D: {describe_discriminator(config)}; "
                 f"{config.resolution}x{config.resolution}")
-    reg = config.effective_reg()
-    if reg == "none":
+    spec = in_force(config.variant, config.reg)
+    if not spec.has_penalty:
         return f"{nets}; variant {config.variant}, no gradient penalty"
-    spec = REGULARIZERS[reg]
+    reg = spec.name
     weight = f"{spec.symbol}={config.resolved('gamma'):g}"
     if config.gamma_anneal is not None:
         weight += f" annealed by {config.gamma_anneal:g}^(t/{config.steps})"

@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..penalty_gradient import PENALTY_GRADS
-from ..regularizer_table import D_NORMS, FORWARD_MODES, REGULARIZERS, d_norm_help, weight_help
+from ..regularizers import D_NORMS, FORWARD_MODES, PENALTY_GRADS, REGULARIZERS, check_config, in_force
+from ..regularizers.table import d_norm_help, reg_help, weight_help
 
 MODELS = ("dcgan", "resnet", "transformer", "mlp")
 AMP_MODES = ("none", "bf16", "fp16")
@@ -29,7 +29,7 @@ VARIANT_DEFAULTS = {
     "wgan": {"optimizer": "rmsprop", "lr_d": 5e-5, "lr_g": 5e-5, "betas": (0.0, 0.0), "n_critic": 5},
     "wgan-gp": {"optimizer": "adam", "lr_d": 1e-4, "lr_g": 1e-4, "betas": (0.0, 0.9), "n_critic": 5},
 }
-# Regularizer weights, presets, defaults of D's normalization: fastreg.regularizer_table.REGULARIZERS.
+# Regularizer weights, presets, defaults of D's normalization and config rules: fastreg.regularizers.table.
 
 
 class ConfigError(ValueError):
@@ -41,7 +41,7 @@ class TrainConfig:
     """Everything a training run needs. See `fastreg train --help` for each field."""
 
     variant: str = field(default="ns", metadata={"help": "gan, ns, lsgan, wgan, wgan-gp, fgan:<div>, bgan, vral"})
-    reg: str = field(default="none", metadata={"help": "regularizer: " + ", ".join(REGULARIZERS)})
+    reg: str = field(default="none", metadata={"help": reg_help()})
     gamma: float | None = field(default=None, metadata={"help": weight_help()})
     gamma_anneal: float | None = field(default=None, metadata={
         "help": "Roth's annealing gamma_t = gamma0 * alpha^(t/T), t the generator iteration (shared by its D steps), "
@@ -53,7 +53,7 @@ class TrainConfig:
     penalty_grad: str = field(default="exact", metadata={
         "help": "the penalty's parameter gradient: exact (double backward through D) or finite-difference (the "
                 "same penalty value, a central-difference gradient with first-order autograd only; works with "
-                "compile=forward and fused attention; fastreg.penalty_gradient)"})
+                "compile=forward and fused attention; fastreg.regularizers.finite_difference)"})
     reg_every: int = field(default=1, metadata={"help": "lazy regularization: penalty every k D steps, weight x k"})
     noise: float = field(default=0.0, metadata={"help": "instance noise sigma_0 (Arjovsky & Bottou); 0 = off"})
     noise_schedule: str = field(default="linear", metadata={"help": "noise decay to 0: constant, linear, exponential"})
@@ -122,8 +122,8 @@ class TrainConfig:
     # --- derived values -------------------------------------------------------------------------
 
     def effective_reg(self) -> str:
-        """The penalty in force: wgan-gp carries WGAN-GP's two-sided penalty unless reg says gp1."""
-        return "gp" if self.variant == "wgan-gp" and self.reg == "none" else self.reg
+        """The name of the penalty in force (:func:`fastreg.regularizers.in_force`: wgan-gp carries gp)."""
+        return in_force(self.variant, self.reg).name
 
     def variant_defaults(self) -> dict:
         return VARIANT_DEFAULTS.get(self.variant, ADAM_DCGAN)
@@ -134,10 +134,10 @@ class TrainConfig:
         if value is not None:
             return value
         if name == "gamma":
-            return REGULARIZERS[self.effective_reg()].default_weight(annealed=self.gamma_anneal is not None)
+            return in_force(self.variant, self.reg).default_weight(annealed=self.gamma_anneal is not None)
         if name == "d_norm":
-            # The regularizer's paper decides (fastreg.regularizer_table); the MLP and ResNet Ds have no norm layers.
-            return REGULARIZERS[self.effective_reg()].d_norm if self.model == "dcgan" else "none"
+            # The regularizer's paper decides (fastreg.regularizers.table); the MLP and ResNet Ds have no norm layers.
+            return in_force(self.variant, self.reg).d_norm if self.model == "dcgan" else "none"
         return self.variant_defaults()[name]
 
     def with_resolved_architecture(self) -> "TrainConfig":
@@ -161,10 +161,6 @@ class TrainConfig:
         _check_choice("compile", self.compile, COMPILE_MODES)
         _check_choice("d_forward", self.d_forward, FORWARD_MODES)
         _check_choice("penalty_grad", self.penalty_grad, PENALTY_GRADS)
-        if self.model == "transformer" and self.effective_reg() != "none" and self.penalty_grad == "exact":
-            raise ConfigError("penalty_grad: the transformer D's fused attention (scaled_dot_product_attention's "
-                              "flash kernel) has no double backward, which the exact penalty gradient needs; use "
-                              "penalty_grad=finite-difference")
         _check_choice("mlp_init", self.mlp_init, MLP_INITS)
         if self.mlp_init != "pytorch" and self.model != "mlp":
             raise ConfigError(f"mlp_init: {self.mlp_init!r} initialises the toy MLPs; model {self.model!r} takes "
@@ -176,17 +172,11 @@ class TrainConfig:
                                   f"{self.d_norm!r} needs model dcgan")
         if self.optimizer is not None:
             _check_choice("optimizer", self.optimizer, ("adam", "rmsprop"))
-        if self.variant == "wgan" and self.reg != "none":
-            raise ConfigError("reg: wgan bounds D by weight clipping; for a gradient penalty use variant wgan-gp")
-        if self.variant == "wgan-gp" and self.reg not in ("none", "gp", "gp1"):
-            raise ConfigError(f"reg: wgan-gp carries its own gradient penalty (gp, or gp1 one-sided), "
-                              f"not {self.reg!r}")
-        spec = REGULARIZERS[self.reg]
-        if not spec.applies_to(self.variant):
-            raise ConfigError(f"reg: {self.reg!r} applies to {spec.variants_text()}, not variant {self.variant!r}")
-        if self.d_forward != "auto" and not REGULARIZERS[self.effective_reg()].shares_logits:
-            raise ConfigError(f"d_forward: only a penalty that shares the loss's logits (roth) has a forward mode; "
-                              f"reg {self.effective_reg()!r} runs D once per batch it differentiates")
+        try:  # the regularizer's rules are its table's (fastreg.regularizers.table.check_config)
+            check_config(self.variant, self.reg, d_forward=self.d_forward, gamma_anneal=self.gamma_anneal,
+                         penalty_grad=self.penalty_grad, model=self.model, compile=self.compile)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         toy = self.data in data.TOY
         if toy != (self.model == "mlp"):
             want = "mlp" if toy else "dcgan, resnet or transformer"
@@ -204,8 +194,6 @@ class TrainConfig:
                 raise ConfigError(f"{name}: must be a finite number, got {value!r}")
         if self.gamma_anneal is not None and not 0 < self.gamma_anneal <= 1:
             raise ConfigError(f"gamma_anneal: must lie in (0, 1], got {self.gamma_anneal}")
-        if self.gamma_anneal is not None and self.reg != "roth":
-            raise ConfigError("gamma_anneal: annealing is Roth's schedule; set reg=roth")
         for name in ("reg_every", "lens_k", "lens_width", "z_dim", "width", "batch_size", "steps", "log_every",
                      "sample_every", "checkpoint_every", "keep_checkpoints"):
             _check_positive_int(name, getattr(self, name))
@@ -230,14 +218,6 @@ class TrainConfig:
         falls back at run time, see :mod:`fastreg.train.cuda_graphs`)."""
         if not isinstance(self.cuda_graphs, bool):
             raise ConfigError(f"cuda_graphs: must be true or false, got {self.cuda_graphs!r}")
-        reg = self.effective_reg()
-        if self.compile == "forward" and reg != "none" and self.penalty_grad == "exact":
-            raise ConfigError(f"compile: 'forward' compiles D, but the gradient penalty ({reg}) with "
-                              "penalty_grad=exact differentiates D twice (it backpropagates through the input "
-                              "gradient), and "
-                              "torch.compile does not support double backward ('torch.compile with aot_autograd does "
-                              "not currently support double backward'); use penalty_grad=finite-difference (first-"
-                              "order autograd only), compile=generator (G only) or no gradient penalty")
         if self.cuda_graphs and self.compile != "none":
             raise ConfigError(f"compile: {self.compile!r} together with cuda_graphs is not supported; the captured "
                               "steps run the networks eagerly (use one of the two)")

@@ -84,12 +84,15 @@ class _Captured:
 
 
 class CudaGraphSteps:
-    """A run's D and G steps (:class:`fastreg.train.steps.Steps`), captured on first use (after warm-up) and
-    replayed.
+    """A wrapper of a run's eager steps (:class:`fastreg.train.steps.Steps`): their bodies captured on first use
+    (after warm-up) and replayed.
 
-    ``steps.d_update`` and ``steps.g_update`` are the step bodies, the same code as the eager
-    steps; here they receive the static real batch and the schedule tensors instead of fresh
-    tensors and numbers.
+    The trainer passes :meth:`d_step` and :meth:`g_step` to ``Steps.d_step`` / ``Steps.g_step`` as their
+    ``replay``; they get the host values (real batch, sigma_t, penalty weight, 1 - EMA decay) as arguments.
+    ``steps.d_update`` and ``steps.g_update`` are the step bodies, the same code as the eager steps; here
+    they receive the static real batch and the schedule tensors instead of fresh tensors and numbers, the
+    list that collects the guard's values while a graph records (``checks``), and ``graphed=True``.
+    Nothing is written into ``steps``.
     """
 
     def __init__(self, steps):
@@ -103,7 +106,7 @@ class CudaGraphSteps:
         self.captured: dict = {}
         self.last_grads: dict = {}  # "D"/"G" -> gradients the last replayed graph wrote (for grad-norm logging)
 
-    def d_step(self, x_real: torch.Tensor, sigma: float, weight: float, due: bool) -> dict:
+    def d_step(self, x_real: torch.Tensor, sigma: float, due: bool, weight: float) -> dict:
         """One D update on ``x_real`` with sigma_t and the penalty weight (0 when not ``due``)."""
         if self.real is None:
             self.real = torch.empty_like(x_real)
@@ -111,17 +114,20 @@ class CudaGraphSteps:
         self.sigma.fill_(sigma)
         self.weight.fill_(weight)
         noise = self.sigma if self.steps.config.noise > 0 else 0.0
-        return self._run(("D", due), lambda: self.steps.d_update(due, self.weight, (self.real, noise)))
+        return self._run(("D", due), lambda checks: self.steps.d_update(due, self.weight, (self.real, noise),
+                                                                         checks=checks, graphed=True))
 
-    def g_step(self, sigma: float) -> dict:
-        """One G update (and the EMA update) with sigma_t."""
+    def g_step(self, sigma: float, ema_weight: float) -> dict:
+        """One G update (and the EMA update) with sigma_t and the EMA's 1 - decay_t."""
         self.sigma.fill_(sigma)
-        self.ema_weight.fill_(1 - self.steps.ema_decay())
+        self.ema_weight.fill_(ema_weight)
         noise = self.sigma if self.steps.config.noise > 0 else 0.0
-        return self._run(("G",), lambda: self.steps.g_update(noise, self.ema_weight))
+        return self._run(("G",), lambda checks: self.steps.g_update(noise, self.ema_weight, checks=checks,
+                                                                     graphed=True))
 
     def _run(self, key: tuple, body) -> dict:
-        """Warm up (eager, side stream), capture once, then replay the graph of ``key``."""
+        """Warm up (eager, side stream), capture once, then replay the graph of ``key``; ``body(checks)`` runs the
+        step's body, ``checks`` None (warm-up) or the list the capture collects the guard's values in."""
         calls = self.calls[key] = self.calls.get(key, 0) + 1
         name = key[0]
         if calls <= WARMUP_STEPS:
@@ -148,7 +154,7 @@ class CudaGraphSteps:
         stream = self.side_stream
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
-            out = body()
+            out = body(None)
         torch.cuda.current_stream().wait_stream(stream)
         return out
 
@@ -158,12 +164,9 @@ class CudaGraphSteps:
         backward allocates them in the graph's private memory pool, where the replays write them."""
         t = self.steps
         graph = torch.cuda.CUDAGraph()
-        t.captured_checks = checks = []
-        try:
-            with torch.cuda.graph(graph, stream=self.side_stream):
-                outputs = body()
-        finally:
-            t.captured_checks = None
+        checks = []
+        with torch.cuda.graph(graph, stream=self.side_stream):
+            outputs = body(checks)
         module = t.D if name == "D" else t.G
         grads = [p.grad for p in module.parameters() if p.grad is not None]
         return _Captured(graph, outputs, checks, grads)

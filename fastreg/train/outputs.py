@@ -45,7 +45,7 @@ def save_samples(trainer) -> str:
 def log_record(trainer, means: dict, wall_time: float) -> dict:
     """One metrics.jsonl record: the logged means, the schedules' values, the counters."""
     steps, step = trainer.steps, trainer.step
-    return {"step": step, **means, "gamma": steps.gamma(step) if steps.reg != "none" else 0.0,
+    return {"step": step, **means, "gamma": steps.gamma(step) if steps.regularizer.has_penalty else 0.0,
             "sigma": steps.sigma(step), "lens_lambda": steps.lens_lambda(step) if steps.lens else 0.0,
             "d_steps": steps.d_steps, "wall_time": wall_time, "nonfinite_skipped": trainer.guard.skipped,
             "world_size": trainer.world.size}
@@ -92,7 +92,7 @@ def write_nonfinite_report(trainer, error: NonFiniteError) -> str:
         "values": error.values, "d_steps": steps.d_steps,
         "learning_rates": {name: [g["lr"] for g in opt.param_groups] for name, opt in parts.items()
                            if isinstance(opt, torch.optim.Optimizer)},
-        "gamma": steps.gamma(steps.step) if steps.reg != "none" else 0.0, "sigma": steps.sigma(steps.step),
+        "gamma": steps.gamma(steps.step) if steps.regularizer.has_penalty else 0.0, "sigma": steps.sigma(steps.step),
         "parameter_peaks": {name: _module_peaks(part) for name, part in parts.items()
                             if isinstance(part, torch.nn.Module)},
         "last_good_checkpoint": error.checkpoint, "world_size": trainer.world.size, "config": to_dict(c),

@@ -111,9 +111,9 @@ def restore_training_state(trainer, state: dict) -> None:
     apply_config_learning_rates(trainer.config, parts)
     for part in parts.values():  # the saved optimizers may have been (not) capturable
         if isinstance(part, torch.optim.Optimizer):
-            cuda_graphs.set_capturable(part, steps.graphs is not None)
-    if steps.graphs is not None:  # the captured steps point at the replaced optimizer states: capture anew
-        steps.graphs = cuda_graphs.CudaGraphSteps(steps)
+            cuda_graphs.set_capturable(part, trainer.graphs is not None)
+    if trainer.graphs is not None:  # the captured steps point at the replaced optimizer states: capture anew
+        trainer.graphs = cuda_graphs.CudaGraphSteps(steps)
 
 
 def apply_config_learning_rates(config, parts: dict) -> None:

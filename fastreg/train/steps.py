@@ -1,10 +1,15 @@
 """The updates of one training iteration: D steps, the G step, the Tempered lens and VRAL's meta-discriminators.
 
 :class:`Steps` holds what the updates touch (config, networks, optimizers, the non-finite guard, the
-GradScaler, the real-data stream) and the two step counters; :class:`~fastreg.train.trainer.Trainer`
-builds it and runs the loop around :meth:`Steps.iteration`. With ``cuda_graphs`` the D and G steps are
-replays of :class:`~fastreg.train.cuda_graphs.CudaGraphSteps`, which records :meth:`Steps.d_update` and
-:meth:`Steps.g_update` (the same bodies as the eager steps).
+GradScaler, the real-data stream) and the two step counters, and runs them eagerly;
+:class:`~fastreg.train.trainer.Trainer` builds it and owns the loop. With ``cuda_graphs`` the trainer hands
+:meth:`Steps.d_step` and :meth:`Steps.g_step` the replays of :class:`~fastreg.train.cuda_graphs.CudaGraphSteps`
+as ``replay``, which records :meth:`Steps.d_update` and :meth:`Steps.g_update` (the eager bodies) with what
+a capture needs passed as arguments (``checks``, ``graphed``).
+
+The regularized part of a D step is :func:`logits_and_penalty` (the regularizer row's penalty) and
+:func:`d_loss` (the variant's loss plus the weighted penalty): the diagnostics' D training
+(:func:`fastreg.diagnostics.discriminator.train_discriminator`) runs the same two functions.
 """
 
 from __future__ import annotations
@@ -14,11 +19,12 @@ import math
 
 import torch
 
-from .. import losses, regularizers, schedules
-from ..regularizer_table import REGULARIZERS
+from .. import losses, schedules
+from ..regularizers import LazyRegularization, Penalty, clip_weights_, in_force, instance_noise
 from . import build
 from .nonfinite import NonFiniteGuard
 
+PART_NAMES = ("G", "D", "G_ema", "lens", "meta_fake", "meta_real", "opt_g", "opt_d", "opt_lens", "opt_meta")
 WGAN_WARMUP_G_STEPS, WGAN_WARMUP_CRITIC, WGAN_BURST_EVERY = 25, 100, 500  # Arjovsky et al. 2017
 
 
@@ -34,24 +40,24 @@ class Steps:
     def __init__(self, config, parts: dict, guard: NonFiniteGuard, scaler, real, world, device: torch.device,
                  dtype: torch.dtype):
         self.config = c = config
+        self.parts = {name: parts[name] for name in PART_NAMES if parts.get(name) is not None}
         self.G, self.D, self.G_ema = parts["G"], parts["D"], parts.get("G_ema")
         self.lens, self.meta_fake, self.meta_real = parts.get("lens"), parts.get("meta_fake"), parts.get("meta_real")
         self.opt_g, self.opt_d = parts["opt_g"], parts["opt_d"]
         self.opt_lens, self.opt_meta = parts.get("opt_lens"), parts.get("opt_meta")
         self.guard, self.scaler, self.real, self.world = guard, scaler, real, world
         self.device, self.dtype = device, dtype
-        self.reg = c.effective_reg()
+        self.regularizer = in_force(c.variant, c.reg)  # the row of fastreg.regularizers.REGULARIZERS in force
+        self.reg = self.regularizer.name
         self.n_critic = c.resolved("n_critic")
         self.gamma = build.gamma_schedule(c)  # a function of the generator iteration (self.step)
         self.sigma = build.noise_schedule(c)
-        self.lazy = regularizers.LazyRegularization(c.reg_every)
+        self.lazy = LazyRegularization(c.reg_every)
         self.lens_lambda = schedules.LensSchedule(c.lens_k)
         self.step = 0      # generator steps done
         self.d_steps = 0   # discriminator steps done
         self._last_real = None
         self._updated = self._parameters_by_optimizer()
-        self.captured_checks = None  # while a CUDA graph is recorded: the guard's (names, values) of each update
-        self.graphs = None  # the CudaGraphSteps replaying the D and G steps (config cuda_graphs), when captured
 
     def _parameters_by_optimizer(self) -> dict:
         """id(optimizer) -> (gradient names for the non-finite guard, parameters), in optimizer order."""
@@ -74,36 +80,28 @@ class Steps:
                 return WGAN_WARMUP_CRITIC
         return self.n_critic
 
-    def iteration(self, record_norms: bool = False) -> dict:
-        """n_critic D steps, one G step, the lens step; returns detached tensors for the log."""
-        for _ in range(self.critic_steps()):
-            d_out = self.d_step()
-        g_out = self.g_step()
-        if self.lens is not None:
-            self.lens_step()
-        out = {**d_out, **g_out}
-        if record_norms:
-            captured = self.graphs.last_grads if self.graphs is not None else {}
-            out["d_grad_norm"] = grad_norm(captured.get("D", _grads(self.D)))
-            out["g_grad_norm"] = grad_norm(captured.get("G", _grads(self.G)))
+    def end_iteration(self) -> None:
+        """After an iteration's updates: count the G step; under torchrun without synced batch norm, rank 0's
+        BatchNorm running statistics everywhere (as DDP does)."""
         self.step += 1
         if self.world.distributed and not self.config.sync_batchnorm:
-            for module in (self.G, self.D, self.G_ema):  # BatchNorm running statistics, as DDP does
+            for module in (self.G, self.D, self.G_ema):
                 self.world.broadcast_buffers_(module)
-        return out
 
     def latent(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.config.z_dim, device=self.device, dtype=self.dtype)
 
-    def autocast(self):
+    def autocast(self, graphed: bool = False):
+        """The config's autocast; ``graphed`` (a step run by a CUDA graph): no cache of cast weights, which a
+        captured step must not reuse across replays (PyTorch's AMP + graphs rule)."""
         amp = self.config.amp
         if amp == "none":
             return contextlib.nullcontext()
-        # A captured step must not reuse autocast's cast weights across replays (PyTorch's AMP + graphs rule).
         return torch.autocast(self.device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16,
-                              cache_enabled=self.graphs is None)
+                              cache_enabled=not graphed)
 
-    def d_inputs(self, x_real: torch.Tensor | None = None, sigma=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def d_inputs(self, x_real: torch.Tensor | None = None, sigma=None,
+                 graphed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """A real and a fake batch as D sees them: lensed real, instance noise on both.
 
         ``x_real`` defaults to the stream's next batch and ``sigma`` to sigma_t; a captured step
@@ -112,7 +110,7 @@ class Steps:
         if x_real is None:
             x_real = self.real.next()
         self._last_real = x_real
-        with torch.no_grad(), self.autocast():
+        with torch.no_grad(), self.autocast(graphed):
             x_fake = self.G(self.latent(self.config.batch_size))
             if self.lens is not None:
                 x_real = self.lens(x_real)
@@ -121,67 +119,48 @@ class Steps:
         sigma = self.sigma(self.step) if sigma is None else sigma
         return _noisy(x_real, sigma), _noisy(x_fake, sigma)
 
-    def d_step(self) -> dict:
-        """One D update: a replay of the captured step under cuda_graphs, else eager."""
-        due = self.reg != "none" and self.lazy.due(self.d_steps)
+    def d_step(self, replay=None) -> dict:
+        """One D update: eager, or ``replay(x_real, sigma, due, weight)`` (a captured step's replay,
+        :meth:`fastreg.train.cuda_graphs.CudaGraphSteps.d_step`) on the next real batch and sigma_t."""
+        due = self.regularizer.has_penalty and self.lazy.due(self.d_steps)
         weight = self.lazy.weight(self.penalty_weight()) if due else 0.0  # a host number: no sync
-        if self.graphs is not None:
-            out = self.graphs.d_step(self.real.next(), self.sigma(self.step), weight, due)
-        else:
+        if replay is None:
             out = self.d_update(due, weight)
+        else:
+            out = replay(self.real.next(), self.sigma(self.step), due, weight)
         self.d_steps += 1
         return out
 
-    def d_update(self, due: bool, weight, inputs: tuple | None = None) -> dict:
+    def d_update(self, due: bool, weight, inputs: tuple | None = None, checks: list | None = None,
+                 graphed: bool = False) -> dict:
         """The D step's body: forward, penalty when ``due`` (times ``weight``), backward, guard, step.
 
         ``inputs`` = (real batch, sigma) for :meth:`d_inputs` (default: the next batch and sigma_t);
-        ``weight`` and sigma are numbers, or 0-d device tensors in a captured step. The values it
-        returns are detached device tensors; nothing here reads a value on the host.
+        ``weight`` and sigma are numbers, or 0-d device tensors in a captured step. ``checks`` and ``graphed``:
+        see :meth:`optimize` and :meth:`autocast`. The values it returns are detached device tensors; nothing
+        here reads a value on the host.
         """
-        x_real, x_fake = self.d_inputs() if inputs is None else self.d_inputs(*inputs)
-        with self.autocast():
-            v_real, v_fake, penalty = self.logits_and_penalty(x_real, x_fake, due)
+        c = self.config
+        x_real, x_fake = self.d_inputs(*(inputs or ()), graphed=graphed)
+        with self.autocast(graphed):
+            terms = logits_and_penalty(self.D, x_real, x_fake, self.regularizer, due, variant=c.variant,
+                                       forward=c.d_forward, scaler=self.scaler, penalty_grad=c.penalty_grad)
         if self.meta_fake is not None:
-            self.meta_step(v_real.detach(), v_fake.detach())
-        with self.autocast():
-            loss = losses.d_loss(self.config.variant, v_real, v_fake, **self.variant_options())
-        if penalty is not None:
-            loss = loss + weight * penalty
+            self.meta_step(terms.v_real.detach(), terms.v_fake.detach())
+        with self.autocast(graphed):
+            loss = d_loss(c.variant, terms, weight, **self.variant_options())
         watched = {"real_batch": peak(x_real), "fake_batch": peak(x_fake), "d_loss": loss}
-        if penalty is not None:
-            watched["penalty"] = penalty
-        self.optimize(self.opt_d, loss, watched)
-        if self.config.variant == "wgan":
-            regularizers.clip_weights_(self.D)
+        if terms.penalty is not None:
+            watched["penalty"] = terms.penalty
+        self.optimize(self.opt_d, loss, watched, checks)
+        after_d_update(self.D, c.variant)
         nan = torch.full((), math.nan, device=self.device)
-        return {"d_loss": loss.detach(), "penalty": penalty.detach() if penalty is not None else nan}
-
-    def logits_and_penalty(self, x_real, x_fake, due: bool):
-        """(v_real, v_fake, penalty or None); the penalty reuses the loss's D forward where it can."""
-        D, scaler, how = self.D, self.scaler, self.config.penalty_grad
-        if due and self.reg == "roth":
-            omega, v_real, v_fake = regularizers.roth_penalty(D, x_real, x_fake, self.config.variant,
-                                                              forward=self.config.d_forward, scaler=scaler,
-                                                              penalty_grad=how)
-            return v_real, v_fake, omega
-        if due and self.reg == "r1":
-            penalty, v_real = regularizers.r1_penalty(D, x_real, scaler=scaler, penalty_grad=how)
-            return v_real, D(x_fake), penalty
-        if due and self.reg == "r2":
-            penalty, v_fake = regularizers.r2_penalty(D, x_fake, scaler=scaler, penalty_grad=how)
-            return D(x_real), v_fake, penalty
-        v_real, v_fake = D(x_real), D(x_fake)
-        if due:  # gp, gp1 on interpolates
-            penalty = regularizers.gradient_penalty(D, x_real, x_fake, one_sided=self.reg == "gp1", scaler=scaler,
-                                                    penalty_grad=how)
-            return v_real, v_fake, penalty
-        return v_real, v_fake, None
+        return {"d_loss": loss.detach(), "penalty": terms.penalty.detach() if terms.penalty is not None else nan}
 
     def penalty_weight(self) -> float:
         """The penalty's factor in the D loss at this generator iteration: gamma_t / 2 for Roth, R1, R2,
-        lambda for the WGAN-GP penalties (``loss_factor`` of :data:`REGULARIZERS`)."""
-        return REGULARIZERS[self.reg].loss_weight(self.gamma(self.step))
+        lambda for the WGAN-GP penalties (the row's ``loss_factor``)."""
+        return self.regularizer.loss_weight(self.gamma(self.step))
 
     def variant_options(self) -> dict:
         if self.config.variant == "vral":
@@ -196,11 +175,12 @@ class Steps:
                     + losses.vral_meta_loss(self.meta_real, y_real, c.vral_mu_real))
         self.optimize(self.opt_meta, loss, {"meta_loss": loss})
 
-    def g_step(self) -> dict:
-        """One G update and the EMA update: a replay of the captured step under cuda_graphs, else eager."""
-        if self.graphs is not None:
-            return self.graphs.g_step(self.sigma(self.step))
-        return self.g_update(self.sigma(self.step))
+    def g_step(self, replay=None) -> dict:
+        """One G update and the EMA update: eager, or ``replay(sigma, ema_weight)`` (a captured step's replay,
+        :meth:`fastreg.train.cuda_graphs.CudaGraphSteps.g_step`) with sigma_t and 1 - decay_t."""
+        if replay is None:
+            return self.g_update(self.sigma(self.step))
+        return replay(self.sigma(self.step), 1 - self.ema_decay())
 
     def ema_decay(self) -> float:
         """The generator EMA's decay for the update after G step t = ``self.step`` (0-based):
@@ -211,15 +191,16 @@ class Steps:
         c = self.config
         return min(c.ema, (1 + self.step) / (10 + self.step)) if c.ema_warmup else c.ema
 
-    def g_update(self, sigma, ema_weight=None) -> dict:
+    def g_update(self, sigma, ema_weight=None, checks: list | None = None, graphed: bool = False) -> dict:
         """The G step's body; ``sigma`` is sigma_t, a number or (captured step) a 0-d device tensor, and
-        ``ema_weight`` the EMA's 1 - decay_t (default: from :meth:`ema_decay`; a captured step: a 0-d tensor)."""
+        ``ema_weight`` the EMA's 1 - decay_t (default: from :meth:`ema_decay`; a captured step: a 0-d tensor).
+        ``checks`` and ``graphed`` as for :meth:`d_update`."""
         self.D.requires_grad_(False)
         try:
-            with self.autocast():
+            with self.autocast(graphed):
                 x_fake = _noisy(self.G(self.latent(self.config.batch_size)), sigma)
                 loss = losses.g_loss(self.config.variant, self.D(x_fake), **self.variant_options())
-            self.optimize(self.opt_g, loss, {"g_loss": loss})
+            self.optimize(self.opt_g, loss, {"g_loss": loss}, checks)
         finally:
             self.D.requires_grad_(True)
         if self.G_ema is not None:
@@ -239,9 +220,14 @@ class Steps:
         finally:
             self.D.requires_grad_(True)
 
-    def optimize(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, watched: dict | None = None) -> bool:
+    def optimize(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, watched: dict | None = None,
+                 checks: list | None = None) -> bool:
         """zero_grad, backward, average the gradients over the ranks, check them and ``watched``
-        (name -> tensor, e.g. the losses) for NaN/inf, step. False when the update was skipped."""
+        (name -> tensor, e.g. the losses) for NaN/inf, step. False when the update was skipped.
+
+        ``checks``: a list while a CUDA graph records this update; the guard's (names, values) are appended to
+        it (the graph's owner hands them to the guard after each replay) and the optimizer steps unconditionally.
+        """
         optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         grad_names, params = self._updated[id(optimizer)]
@@ -254,8 +240,8 @@ class Steps:
             named = [(n, p.grad) for n, p in zip(grad_names, params) if p.grad is not None]
             names += [n for n, _ in named]
             grads = [g for _, g in named]
-        if self.captured_checks is not None:  # recording a CUDA graph: the guard gets the values after each replay
-            self.captured_checks.append((names, NonFiniteGuard.watched_values(scalars, grads)))
+        if checks is not None:  # recording a CUDA graph: the guard gets the values after each replay
+            checks.append((names, NonFiniteGuard.watched_values(scalars, grads)))
             optimizer.step()  # no GradScaler here: amp=fp16 is not captured
             return True
         if not self.guard.check(self.step, names, NonFiniteGuard.watched_values(scalars, grads)):
@@ -266,7 +252,30 @@ class Steps:
         return True
 
 
-def _grads(module: torch.nn.Module) -> list[torch.Tensor]:
+def logits_and_penalty(D, x_real, x_fake, regularizer, due: bool, *, variant: str, forward: str = "auto",
+                       scaler=None, penalty_grad: str = "exact", generator=None) -> Penalty:
+    """D's logits on both batches and, when ``due``, the regularizer row's penalty (None otherwise), reusing the
+    penalty's forwards for the loss (:meth:`fastreg.regularizers.Regularizer.penalty`)."""
+    if not due:
+        return Penalty(None, D(x_real), D(x_fake))
+    return regularizer.penalty(D, x_real, x_fake, variant=variant, forward=forward, scaler=scaler,
+                               penalty_grad=penalty_grad, generator=generator)
+
+
+def d_loss(variant: str, terms: Penalty, weight, **variant_options) -> torch.Tensor:
+    """The D loss of a step: ``variant``'s loss on the logits of ``terms`` plus ``weight`` times its penalty."""
+    loss = losses.d_loss(variant, terms.v_real, terms.v_fake, **variant_options)
+    return loss if terms.penalty is None else loss + weight * terms.penalty
+
+
+def after_d_update(D: torch.nn.Module, variant: str) -> None:
+    """What follows a D update: WGAN's weight clipping (Arjovsky et al. 2017), for ``wgan`` only."""
+    if variant == "wgan":
+        clip_weights_(D)
+
+
+def grads(module: torch.nn.Module) -> list[torch.Tensor]:
+    """The gradients ``module``'s parameters hold."""
     return [p.grad for p in module.parameters() if p.grad is not None]
 
 
@@ -280,7 +289,7 @@ def grad_norm(grads: list[torch.Tensor]) -> torch.Tensor:
 def _noisy(x: torch.Tensor, sigma) -> torch.Tensor:
     """Instance noise with sigma_t: a number (nothing drawn at 0) or a 0-d device tensor (a captured step)."""
     if isinstance(sigma, torch.Tensor) or sigma > 0:
-        return regularizers.instance_noise(x, sigma)
+        return instance_noise(x, sigma)
     return x
 
 

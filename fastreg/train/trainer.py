@@ -25,9 +25,10 @@ from dataclasses import replace
 
 import torch
 
-from .. import models, penalty_gradient, progress, regularizers
+from .. import models, progress
 from ..metrics.evaluation import Evaluator
-from ..regularizer_table import REGULARIZERS
+from ..regularizers import in_force, resolve_forward
+from ..regularizers.finite_difference import keep_graphs_of_compiled_modules
 from . import build, cuda_graphs, distributed, outputs, resume_policy, run_lock, state
 from .batches import BatchStream
 from .checkpoint import list_checkpoints, save_checkpoint
@@ -35,7 +36,7 @@ from .config import ConfigError, TrainConfig, from_dict, load_yaml, save_yaml
 from .metrics_log import MetricsLog
 from .nonfinite import NonFiniteError, NonFiniteGuard
 from .runs import load_latest_state, training_state_of
-from .steps import Steps
+from .steps import Steps, grad_norm, grads
 
 SAMPLE_COUNT = outputs.SAMPLE_COUNT
 COMPILE_BACKEND = "inductor"  # torch.compile backend of config.compile (the tests use a faster one)
@@ -47,7 +48,9 @@ class Trainer:
     ``Trainer(config).train()`` trains ``config.steps`` generator steps and writes the run
     folder ``config.out``: ``config.yaml``, ``metrics.jsonl``, ``samples/step_NNNNNN.png``,
     ``checkpoints/`` and (with tensorboard installed) ``tensorboard/``. The updates are
-    ``self.steps`` (:class:`~fastreg.train.steps.Steps`).
+    ``self.steps`` (:class:`~fastreg.train.steps.Steps`), which holds the networks, optimizers, guard, scaler
+    and data stream (``trainer.G`` and the like read them there); the trainer owns the loop
+    (:meth:`iteration`) and, under ``cuda_graphs``, the graphs that replay the steps (``self.graphs``).
     """
 
     def __init__(self, config: TrainConfig):
@@ -60,41 +63,55 @@ class Trainer:
         self.dtype = torch.float64 if c.dtype == "float64" else torch.float32
         dataset = build.dataset_of(c)
         self.shape = build.sample_shape(dataset)
-        self.real = BatchStream(dataset, c.batch_size, c.seed, self.device, self.dtype,
-                                rank=self.world.rank, world_size=self.world.size)
-        self.G, self.D = (m.to(self.device, self.dtype) for m in build.networks(c, self.shape))
+        real = BatchStream(dataset, c.batch_size, c.seed, self.device, self.dtype, rank=self.world.rank,
+                           world_size=self.world.size)
+        G, D = (m.to(self.device, self.dtype) for m in build.networks(c, self.shape))
         if c.sync_batchnorm and self.world.distributed:
-            self.G, self.D = distributed.convert_sync_batchnorm(self.G), distributed.convert_sync_batchnorm(self.D)
-        if REGULARIZERS[c.effective_reg()].shares_logits:
+            G, D = distributed.convert_sync_batchnorm(G), distributed.convert_sync_batchnorm(D)
+        if in_force(c.variant, c.reg).shares_logits:
             try:  # joint forwards on a batch-norm D are refused (the mixed batch's statistics degenerate training)
-                forward = regularizers.resolve_forward(self.D, c.d_forward)
+                forward = resolve_forward(D, c.d_forward)
             except ValueError as exc:
                 raise ConfigError(f"d_forward: {str(exc).partition(': ')[2]} (set d_forward=separate or auto, or "
                                   f"d_norm=none or layer)") from None
             self.config = c = replace(c, d_forward=forward)
-        self.G_ema = copy.deepcopy(self.G).requires_grad_(False).eval() if c.ema > 0 else None
-        self._compile_networks()
+        parts = {"G": G, "D": D, "G_ema": copy.deepcopy(G).requires_grad_(False).eval() if c.ema > 0 else None}
+        _compile_networks(c, G, D)
         capture = c.cuda_graphs and self._can_capture()
-        self.opt_g = build.optimizer(c, self.G.parameters(), c.resolved("lr_g"), capturable=capture)
-        self.opt_d = build.optimizer(c, self.D.parameters(), c.resolved("lr_d"), capturable=capture)
-        self.lens = self.opt_lens = None
+        parts["opt_g"] = build.optimizer(c, G.parameters(), c.resolved("lr_g"), capturable=capture)
+        parts["opt_d"] = build.optimizer(c, D.parameters(), c.resolved("lr_d"), capturable=capture)
         if c.lens:
-            self.lens = models.Lens(channels=self.shape[0], width=c.lens_width).to(self.device, self.dtype)
-            self.opt_lens = build.optimizer(c, self.lens.parameters(), c.resolved("lr_d"))
-        self.meta_fake = self.meta_real = self.opt_meta = None
+            parts["lens"] = models.Lens(channels=self.shape[0], width=c.lens_width).to(self.device, self.dtype)
+            parts["opt_lens"] = build.optimizer(c, parts["lens"].parameters(), c.resolved("lr_d"))
         if c.variant == "vral":
-            self.meta_fake, self.meta_real = (m.to(self.device, self.dtype) for m in models.make_meta_discriminators())
-            meta_params = [*self.meta_fake.parameters(), *self.meta_real.parameters()]
-            self.opt_meta = build.optimizer(c, meta_params, c.resolved("lr_d"))
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=c.amp == "fp16")
+            parts["meta_fake"], parts["meta_real"] = (m.to(self.device, self.dtype)
+                                                      for m in models.make_meta_discriminators())
+            meta_params = [*parts["meta_fake"].parameters(), *parts["meta_real"].parameters()]
+            parts["opt_meta"] = build.optimizer(c, meta_params, c.resolved("lr_d"))
+        scaler = torch.amp.GradScaler(self.device.type, enabled=c.amp == "fp16")
         latent = torch.Generator().manual_seed(c.seed + 1)
         self.fixed_z = torch.randn(SAMPLE_COUNT, c.z_dim, generator=latent).to(self.device, self.dtype)
-        self.guard = NonFiniteGuard(c.on_nonfinite)
+        guard = NonFiniteGuard(c.on_nonfinite)
         self._check_every = c.nonfinite_check_every or (1 if self.device.type == "cpu" else c.log_every)
-        self.steps = Steps(c, self.modules(), self.guard, self.scaler, self.real, self.world, self.device, self.dtype)
-        if capture:
-            self.steps.graphs = cuda_graphs.CudaGraphSteps(self.steps)
+        parts = {name: part for name, part in parts.items() if part is not None}
+        self.steps = Steps(c, parts, guard, scaler, real, self.world, self.device, self.dtype)
+        self.graphs = cuda_graphs.CudaGraphSteps(self.steps) if capture else None
         self._join_world()
+
+    # The parts live in self.steps, once; these read them there.
+    G = property(lambda self: self.steps.G, doc="The generator.")
+    D = property(lambda self: self.steps.D, doc="The discriminator.")
+    G_ema = property(lambda self: self.steps.G_ema, doc="The generator's EMA (None when ema is 0).")
+    lens = property(lambda self: self.steps.lens, doc="The Tempered lens (None without it).")
+    meta_fake = property(lambda self: self.steps.meta_fake, doc="VRAL's fake meta-discriminator (None without).")
+    meta_real = property(lambda self: self.steps.meta_real, doc="VRAL's real meta-discriminator (None without).")
+    opt_g = property(lambda self: self.steps.opt_g, doc="G's optimizer.")
+    opt_d = property(lambda self: self.steps.opt_d, doc="D's optimizer.")
+    opt_lens = property(lambda self: self.steps.opt_lens, doc="The lens's optimizer (None without it).")
+    opt_meta = property(lambda self: self.steps.opt_meta, doc="The meta-discriminators' optimizer (None without).")
+    scaler = property(lambda self: self.steps.scaler, doc="The GradScaler (enabled under amp=fp16).")
+    guard = property(lambda self: self.steps.guard, doc="The non-finite guard.")
+    real = property(lambda self: self.steps.real, doc="The real-data stream.")
 
     @property
     def step(self) -> int:
@@ -105,22 +122,6 @@ class Trainer:
     def dataset(self):
         """The training data (what :class:`fastreg.train.runs.Run` calls it too, so readers take either)."""
         return self.real.dataset
-
-    def _compile_networks(self) -> None:
-        """config.compile: torch.compile G's forward ("generator"), or G's and D's ("forward").
-
-        The modules are compiled in place (``nn.Module.compile``), so their state_dicts and the
-        checkpoints do not change. Under a gradient penalty D is compiled only with penalty_grad
-        finite-difference (the config refuses it otherwise): AOTAutograd's compiled backward cannot be
-        differentiated again ("torch.compile with aot_autograd does not currently support double backward").
-        """
-        mode = self.config.compile
-        if mode in ("generator", "forward"):
-            self.G.compile(backend=COMPILE_BACKEND)
-        if mode == "forward":
-            if self.config.penalty_grad != "exact":
-                penalty_gradient.keep_graphs_of_compiled_modules()
-            self.D.compile(backend=COMPILE_BACKEND)
 
     def _can_capture(self) -> bool:
         """config.cuda_graphs: whether the steps can be captured here; warns once, naming why, when not."""
@@ -139,14 +140,24 @@ class Trainer:
 
     def modules(self) -> dict:
         """The run's networks, optimizers and GradScaler by checkpoint key (those it has)."""
-        named = {"G": self.G, "D": self.D, "G_ema": self.G_ema, "lens": self.lens, "meta_fake": self.meta_fake,
-                 "meta_real": self.meta_real, "opt_g": self.opt_g, "opt_d": self.opt_d, "opt_lens": self.opt_lens,
-                 "opt_meta": self.opt_meta, "scaler": self.scaler}
-        return {name: part for name, part in named.items() if part is not None}
+        return {**self.steps.parts, "scaler": self.scaler}
 
     def iteration(self, record_norms: bool = False) -> dict:
-        """One iteration of :attr:`steps` (n_critic D steps, the G step, the lens step)."""
-        return self.steps.iteration(record_norms)
+        """n_critic D steps, one G step, the lens step (:attr:`steps`, replayed by :attr:`graphs` under
+        cuda_graphs); returns detached tensors for the log."""
+        steps, graphs = self.steps, self.graphs
+        for _ in range(steps.critic_steps()):
+            d_out = steps.d_step(graphs.d_step if graphs is not None else None)
+        g_out = steps.g_step(graphs.g_step if graphs is not None else None)
+        if self.lens is not None:
+            steps.lens_step()
+        out = {**d_out, **g_out}
+        if record_norms:
+            captured = graphs.last_grads if graphs is not None else {}
+            out["d_grad_norm"] = grad_norm(captured.get("D", grads(self.D)))
+            out["g_grad_norm"] = grad_norm(captured.get("G", grads(self.G)))
+        steps.end_iteration()
+        return out
 
     def ema_decay(self) -> float:
         """The generator EMA's decay of the next G step (:meth:`Steps.ema_decay`)."""
@@ -283,3 +294,20 @@ def _recorded_device(run_dir: str) -> str:
         return load_yaml(os.path.join(run_dir, "config.yaml")).device
     except Exception:  # a missing or damaged config.yaml: the checkpoint's config decides later
         return "auto"
+
+
+def _compile_networks(config: TrainConfig, G: torch.nn.Module, D: torch.nn.Module) -> None:
+    """config.compile: torch.compile G's forward ("generator"), or G's and D's ("forward").
+
+    The modules are compiled in place (``nn.Module.compile``), so their state_dicts and the
+    checkpoints do not change. Under a gradient penalty D is compiled only with penalty_grad
+    finite-difference (the config refuses it otherwise): AOTAutograd's compiled backward cannot be
+    differentiated again ("torch.compile with aot_autograd does not currently support double backward").
+    """
+    mode = config.compile
+    if mode in ("generator", "forward"):
+        G.compile(backend=COMPILE_BACKEND)
+    if mode == "forward":
+        if config.penalty_grad != "exact":
+            keep_graphs_of_compiled_modules()
+        D.compile(backend=COMPILE_BACKEND)

@@ -1,28 +1,27 @@
-r"""Discriminator regularizers and add-ons (docs/design.md section 3).
+r"""The gradient penalties (docs/design.md section 3), one result type: :class:`Penalty`.
 
 - :func:`roth_penalty`: Roth, Lucchi, Nowozin, Hofmann 2017's regularizer (symmetric JS form
   for ``gan``/``ns``/``bgan``, :math:`\Omega_f` for ``fgan:<div>``), its D forwards shared with
   the main loss: one joint forward, or one per batch when D couples the samples of a batch.
-- :func:`gradient_penalty`: WGAN-GP, two-sided and one-sided (Gulrajani et al. 2017).
+- :func:`wgan_gp_penalty`: WGAN-GP's penalty on interpolates, two-sided and one-sided (Gulrajani et al. 2017).
 - :func:`r1_penalty`, :func:`r2_penalty`: Mescheder, Geiger, Nowozin 2018.
-- :func:`instance_noise`: Arjovsky & Bottou 2017's Gaussian instance noise.
-- :func:`clip_weights_`: WGAN weight clipping (Arjovsky, Chintala, Bottou 2017).
-- :class:`LazyRegularization`: apply a penalty every k-th D step with weight times k
-  (Karras et al. 2020, StyleGAN2).
 
-Every penalty returns the *unweighted* penalty; the caller adds it to the D loss with its
-weight (:math:`\gamma/2` for Roth, R1, R2; :math:`\lambda` for WGAN-GP; the defaults and this rule
-are rows of :data:`fastreg.regularizer_table.REGULARIZERS`). The norms go through
-the fused op :func:`fastreg.ops.grad_penalty`, differentiable twice, so the D loss backpropagates
-into D's parameters through :math:`\nabla_x v`.
+Every penalty returns ``Penalty(penalty, v_real, v_fake)``: the *unweighted* penalty and D's logits on the
+real and the fake batch where the penalty's own forward computed them (None where it did not), so the D loss
+reuses them. The caller adds the penalty with its weight (:math:`\gamma/2` for Roth, R1, R2; :math:`\lambda`
+for WGAN-GP; the defaults and this rule are rows of :data:`fastreg.regularizers.REGULARIZERS`, whose
+``penalty`` method also returns both logits). The norms go through the fused op
+:func:`fastreg.ops.grad_penalty`, differentiable twice, so the D loss backpropagates into D's parameters
+through :math:`\nabla_x v`.
 
 Inputs are used as given (nothing is detached); one that does not require grad is replaced by a
 detached alias that does. Pass detached fakes (``G(z).detach()``) for a D step.
 
 ``penalty_grad``: every penalty takes ``"exact"`` (the default: ``create_graph=True`` and a double backward
 through D) or ``"finite-difference"``: the same value, with a parameter gradient that needs first-order
-autograd only (:mod:`fastreg.penalty_gradient`), so it composes with a ``torch.compile``'d D and fused
-attention kernels, which have no double backward.
+autograd only (:mod:`fastreg.regularizers.finite_difference`), so it composes with a ``torch.compile``'d D
+and fused attention kernels, which have no double backward. The choice is made in one place,
+:func:`_penalized`.
 
 Mixed precision follows PyTorch's AMP recipe for gradient penalties: with a ``scaler``
 (:class:`torch.amp.GradScaler`) the logits are scaled before ``autograd.grad`` and the input
@@ -38,49 +37,24 @@ from typing import Callable, NamedTuple
 import torch
 import torch.nn as nn
 
-from .divergences import DIVERGENCES
-from .ops import gaussian_noise, grad_penalty
-from .ops import random_interpolate as fused_random_interpolate
-from .penalty_gradient import check_penalty_grad, finite_difference_penalty, first_order_input_gradients
-from .regularizer_table import FORWARD_MODES, REGULARIZERS
+from ..divergences import DIVERGENCES
+from ..ops.grad_penalty import grad_penalty
+from ..ops.random_ops import random_interpolate as fused_random_interpolate
+from .finite_difference import finite_difference_penalty, first_order_input_gradients
 
-ROTH_GAMMA = REGULARIZERS["roth"].weight  # constant gamma of Roth et al. 2017 (0.1)
-GP_LAMBDA = REGULARIZERS["gp"].weight     # lambda of Gulrajani et al. 2017 (10)
-R1_GAMMA = REGULARIZERS["r1"].weight      # gamma of Mescheder et al. 2018's code (10)
-WGAN_CLIP = 0.01     # weight bound of Arjovsky et al. 2017
+FORWARD_MODES = ("auto", "joint", "separate")
+PENALTY_GRADS = ("exact", "finite-difference")  # how the penalty's parameter gradient is taken: _penalized
 
 Discriminator = Callable[[torch.Tensor], torch.Tensor]
 
 
-class RothPenalty(NamedTuple):
-    """The penalty :math:`\\Omega` and the logits of the forward that computed it."""
+class Penalty(NamedTuple):
+    """What every penalty returns: the unweighted penalty and D's logits on the real and the fake batch
+    from the penalty's own forwards (None for a batch it did not run D on), for the D loss."""
 
     penalty: torch.Tensor
-    v_real: torch.Tensor
-    v_fake: torch.Tensor
-
-
-class PenaltyAndLogits(NamedTuple):
-    """A penalty and the logits of the forward that computed it."""
-
-    penalty: torch.Tensor
-    logits: torch.Tensor
-
-
-# --- the random ops: fastreg's fused kernels ------------------------------------------------------
-
-def instance_noise(x: torch.Tensor, sigma, generator: torch.Generator | None = None) -> torch.Tensor:
-    r"""Gaussian instance noise :math:`x + \sigma\,\xi`, :math:`\xi \sim N(0, I)` (Arjovsky & Bottou 2017,
-    "Towards Principled Methods for Training GANs": convolve both densities with a Gaussian).
-
-    Apply it to real *and* fake inputs of D; the gradient w.r.t. ``x`` is the identity, so G's
-    gradient flows through the noisy fake. ``sigma`` is a float or a ``[B]`` tensor (one per
-    sample). A float ``sigma == 0`` returns ``x`` itself and draws nothing (the end of an
-    annealing schedule). Otherwise this is :func:`fastreg.ops.gaussian_noise` (in-kernel Philox).
-    """
-    if not isinstance(sigma, torch.Tensor) and sigma == 0:
-        return x
-    return gaussian_noise(x, sigma, generator)
+    v_real: torch.Tensor | None
+    v_fake: torch.Tensor | None
 
 
 def random_interpolate(x_real: torch.Tensor, x_fake: torch.Tensor,
@@ -91,6 +65,13 @@ def random_interpolate(x_real: torch.Tensor, x_fake: torch.Tensor,
 
 
 # --- shared steps --------------------------------------------------------------------------------
+
+def check_penalty_grad(penalty_grad: str, who: str) -> str:
+    """``penalty_grad`` if it is one of :data:`PENALTY_GRADS`, else ValueError naming it."""
+    if penalty_grad not in PENALTY_GRADS:
+        raise ValueError(f"{who}: penalty_grad must be one of {', '.join(PENALTY_GRADS)}, got {penalty_grad!r}")
+    return penalty_grad
+
 
 def _requiring_grad(x: torch.Tensor) -> torch.Tensor:
     return x if x.requires_grad else x.detach().requires_grad_()
@@ -162,7 +143,8 @@ def _penalty(g: torch.Tensor, v: torch.Tensor | None = None, **kwargs) -> torch.
 def _penalized(D: Discriminator, xs: tuple, vs: tuple, penalty: Callable[[list, list], torch.Tensor], scaler,
                penalty_grad: str, who: str) -> torch.Tensor:
     """``penalty(gs, vs)`` on the input gradients ``gs`` of the logits ``vs = D(xs)``: differentiated twice
-    (``exact``) or by :func:`fastreg.penalty_gradient.finite_difference_penalty` (``finite-difference``)."""
+    (``exact``) or by :func:`fastreg.regularizers.finite_difference.finite_difference_penalty`
+    (``finite-difference``): the one place that chooses how the penalty's parameter gradient is taken."""
     if check_penalty_grad(penalty_grad, who) == "exact":
         return penalty(list(_input_gradients(vs, xs, scaler)), list(vs))
     gs = first_order_input_gradients(vs, xs, scaler)
@@ -182,7 +164,7 @@ def _roth_form(divergence: str) -> tuple[str, str | None]:
 
 
 def roth_penalty(D: Discriminator, x_real: torch.Tensor, x_fake: torch.Tensor, divergence: str = "js", *,
-                 forward: str = "auto", scaler=None, penalty_grad: str = "exact") -> RothPenalty:
+                 forward: str = "auto", scaler=None, penalty_grad: str = "exact") -> Penalty:
     r"""Roth, Lucchi, Nowozin, Hofmann 2017, "Stabilizing Training of GANs through Regularization".
 
     D's logits on both batches (inputs requiring grad), :math:`g = \nabla_x v` with
@@ -237,88 +219,61 @@ def roth_penalty(D: Discriminator, x_real: torch.Tensor, x_fake: torch.Tensor, d
         return (_penalty(g_real, v_r, weight="roth_js", num_real=n_real)
                 + _penalty(g_fake, v_f, weight="roth_js", num_real=0))
 
-    return RothPenalty(_penalized(D, xs, vs, omega, scaler, penalty_grad, "roth_penalty"), v_real, v_fake)
+    return Penalty(_penalized(D, xs, vs, omega, scaler, penalty_grad, "roth_penalty"), v_real, v_fake)
 
 
-# --- gradient penalties ------------------------------------------------------------------------
+# --- WGAN-GP ------------------------------------------------------------------------------------
 
-def gradient_penalty(D: Discriminator, x_real: torch.Tensor, x_fake: torch.Tensor, *, one_sided: bool = False,
-                     target: float = 1.0, generator: torch.Generator | None = None, scaler=None,
-                     penalty_grad: str = "exact") -> torch.Tensor:
+def wgan_gp_penalty(D: Discriminator, x_real: torch.Tensor, x_fake: torch.Tensor, *, one_sided: bool = False,
+                    target: float = 1.0, generator: torch.Generator | None = None, scaler=None,
+                    penalty_grad: str = "exact") -> Penalty:
     r"""WGAN-GP's penalty (Gulrajani et al. 2017, "Improved Training of Wasserstein GANs").
 
     :math:`E_{\hat x}[(\lVert\nabla_x v(\hat x)\rVert - t)^2]` on :math:`\hat x = \epsilon x_r +
     (1-\epsilon) x_f`, :math:`\epsilon \sim U[0,1]` per sample (:func:`random_interpolate`), or the
     one-sided :math:`E[\max(0, \lVert\nabla v\rVert - t)^2]`; :math:`t` = ``target`` = 1. The D loss
-    adds :math:`\lambda` times it, :math:`\lambda` = 10 (:data:`GP_LAMBDA`). ``penalty_grad``: ``"exact"`` or
+    adds :math:`\lambda` times it, :math:`\lambda` = 10 (the ``gp`` row). D runs on the interpolates only,
+    so ``v_real`` and ``v_fake`` of the result are None. ``penalty_grad``: ``"exact"`` or
     ``"finite-difference"`` (module docstring).
     """
-    check_penalty_grad(penalty_grad, "gradient_penalty")
-    _warn_on_batch_norm(D, "gradient_penalty")
+    check_penalty_grad(penalty_grad, "wgan_gp_penalty")
+    _warn_on_batch_norm(D, "wgan_gp_penalty")
     x = _requiring_grad(random_interpolate(x_real, x_fake, generator))
-    v = _logits(D, x, "gradient_penalty")
+    v = _logits(D, x, "wgan_gp_penalty")
     norm = "gp_one_sided" if one_sided else "gp"
-    return _penalized(D, (x,), (v,), lambda gs, vs: _penalty(gs[0], norm=norm, target=target), scaler,
-                      penalty_grad, "gradient_penalty")
+    return Penalty(_penalized(D, (x,), (v,), lambda gs, vs: _penalty(gs[0], norm=norm, target=target), scaler,
+                              penalty_grad, "wgan_gp_penalty"), None, None)
 
 
-def _squared_norm_penalty(D: Discriminator, x: torch.Tensor, who: str, scaler, penalty_grad: str) -> PenaltyAndLogits:
+def gradient_penalty(D: Discriminator, x_real: torch.Tensor, x_fake: torch.Tensor, **options) -> torch.Tensor:
+    """Deprecated name of :func:`wgan_gp_penalty` (removed in the next release); returns the bare penalty
+    tensor as it always did."""
+    warnings.warn("fastreg.regularizers.gradient_penalty is deprecated: use wgan_gp_penalty(...).penalty",
+                  DeprecationWarning, stacklevel=2)
+    return wgan_gp_penalty(D, x_real, x_fake, **options).penalty
+
+
+# --- R1 and R2 -----------------------------------------------------------------------------------
+
+def _squared_norm_penalty(D: Discriminator, x: torch.Tensor, who: str, scaler, penalty_grad: str):
     check_penalty_grad(penalty_grad, who)
     x = _requiring_grad(x)
     v = _logits(D, x, who)
-    return PenaltyAndLogits(_penalized(D, (x,), (v,), lambda gs, vs: _penalty(gs[0], norm="sq"), scaler,
-                                       penalty_grad, who), v)
+    return _penalized(D, (x,), (v,), lambda gs, vs: _penalty(gs[0], norm="sq"), scaler, penalty_grad, who), v
 
 
-def r1_penalty(D: Discriminator, x_real: torch.Tensor, *, scaler=None, penalty_grad: str = "exact") -> PenaltyAndLogits:
+def r1_penalty(D: Discriminator, x_real: torch.Tensor, *, scaler=None, penalty_grad: str = "exact") -> Penalty:
     r"""R1 of Mescheder, Geiger, Nowozin 2018, "Which Training Methods for GANs do actually Converge?":
     :math:`E_P[\lVert\nabla_x v\rVert^2]` on real data. The D loss adds :math:`(\gamma/2)` times it,
-    :math:`\gamma` = 10 (:data:`R1_GAMMA`). Returns ``(penalty, v_real)`` for the main loss. ``penalty_grad``:
+    :math:`\gamma` = 10 (the ``r1`` row). Returns ``Penalty(penalty, v_real, None)``. ``penalty_grad``:
     ``"exact"`` or ``"finite-difference"`` (module docstring)."""
-    return _squared_norm_penalty(D, x_real, "r1_penalty", scaler, penalty_grad)
+    penalty, v_real = _squared_norm_penalty(D, x_real, "r1_penalty", scaler, penalty_grad)
+    return Penalty(penalty, v_real, None)
 
 
-def r2_penalty(D: Discriminator, x_fake: torch.Tensor, *, scaler=None, penalty_grad: str = "exact") -> PenaltyAndLogits:
+def r2_penalty(D: Discriminator, x_fake: torch.Tensor, *, scaler=None, penalty_grad: str = "exact") -> Penalty:
     r"""R2 of Mescheder, Geiger, Nowozin 2018: :math:`E_Q[\lVert\nabla_x v\rVert^2]` on generated
-    data; the D loss adds :math:`(\gamma/2)` times it. Returns ``(penalty, v_fake)``. ``penalty_grad`` as r1's."""
-    return _squared_norm_penalty(D, x_fake, "r2_penalty", scaler, penalty_grad)
-
-
-# --- WGAN weight clipping and lazy regularization ----------------------------------------------
-
-@torch.no_grad()
-def clip_weights_(D: nn.Module, bound: float = WGAN_CLIP) -> None:
-    """Clamp every parameter of ``D`` to ``[-bound, bound]`` in place, after each D step
-    (Arjovsky, Chintala, Bottou 2017, "Wasserstein GAN"; bound 0.01)."""
-    if not bound > 0:
-        raise ValueError(f"clip_weights_: bound must be > 0, got {bound}")
-    for p in D.parameters():
-        p.clamp_(-bound, bound)
-
-
-class LazyRegularization:
-    """Apply a penalty only every ``every``-th D step, with its weight multiplied by ``every``
-    (lazy regularization, Karras et al. 2020, "Analyzing and Improving the Image Quality of
-    StyleGAN"), so its average weight per step is unchanged::
-
-        lazy = LazyRegularization(every=4)
-        if lazy.due(step):
-            loss = loss + lazy.weight(gamma / 2) * penalty
-    """
-
-    def __init__(self, every: int = 1):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"LazyRegularization: every must be an int >= 1, got {every!r}")
-        self.every = every
-
-    def due(self, step: int) -> bool:
-        """Whether the penalty is applied at D step ``step`` (steps 0, k, 2k, ...)."""
-        return step % self.every == 0
-
-    def weight(self, weight: float) -> float:
-        """The weight to use on a due step: ``weight * every``."""
-        return weight * self.every
-
-    def __call__(self, step: int, weight: float) -> float:
-        """``weight * every`` on due steps, else 0."""
-        return self.weight(weight) if self.due(step) else 0.0
+    data; the D loss adds :math:`(\gamma/2)` times it. Returns ``Penalty(penalty, None, v_fake)``.
+    ``penalty_grad`` as r1's."""
+    penalty, v_fake = _squared_norm_penalty(D, x_fake, "r2_penalty", scaler, penalty_grad)
+    return Penalty(penalty, None, v_fake)

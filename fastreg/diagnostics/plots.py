@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 
-from .train.metrics_log import read_metrics
+from ..train.metrics_log import read_metrics
 
 
 def pyplot():
@@ -45,11 +45,6 @@ def metric_label(key: str) -> tuple[str, str]:
 def _points(run_dir: str, key: str) -> list[tuple[int, float]]:
     records = [r for r in read_metrics(run_dir) if isinstance(r.get(key), (int, float))]
     return [(r["step"], r[key]) for r in records if math.isfinite(r[key])]
-
-
-def plot_curves(runs: dict[str, str], keys: list[str], path: str, log_y: tuple[str, ...] = ()) -> str:
-    """One panel per metric key, one line per run (label -> run folder); returns ``path``."""
-    return plot_seed_curves({label: [run_dir] for label, run_dir in runs.items()}, keys, path, log_y)
 
 
 def plot_seed_curves(groups: dict[str, list[str]], keys: list[str], path: str, log_y: tuple[str, ...] = ()) -> str:

@@ -6,7 +6,7 @@ Two comparisons, each on three seeds per side with the same budget: the DCGAN wi
 bundled ``digits`` (32x32), unregularized vs Roth's Omega_JS with gamma annealed from 2.0 by alpha = 0.01; and
 the dimensionally misspecified 3-D mixture on the ``roth-toy`` experiment's protocol (the authors' toy script:
 z 2, minimax G loss, truncated-normal init, constant gamma = 0.1, the raw generator scored), decided by the
-roth-toy claim rules. The gamma presets are the regularizer table's (:data:`fastreg.regularizer_table.REGULARIZERS`).
+roth-toy claim rules. The gamma presets are the regularizer table's (:data:`fastreg.regularizers.REGULARIZERS`).
 The report ``<out>/report.md`` states the claims table (held / not held / inconclusive with the gate's reason),
 both sides' settings (read from each run's resolved config), loss, gradient-norm and evaluation curves (mean over
 seeds, band: min to max), the final samples (toy: projected onto the mixture's plane), a table of every run with
@@ -24,16 +24,16 @@ from dataclasses import replace
 
 import torch
 
-from . import data
-from .experiments.budget import CPU, Scale
-from .experiments.claims import Claim, all_of, better_beyond_spread, fid_fell, gate, spread_text
-from .experiments.report import METRICS, REPORT, Report
-from .experiments.roth import ROTH_ANNEALED, ROTH_CONSTANT
-from .experiments.roth_toy import toy_claims
-from .experiments.runs import Run, image_config, toy_config, toy_quality, train_run
-from .plots import plot_mixture_plane, plot_seed_curves
-from .train.config import TrainConfig
-from .train.metrics_log import read_metrics
+from .. import data
+from ..diagnostics.plots import plot_mixture_plane, plot_seed_curves
+from ..train.config import TrainConfig
+from ..train.metrics_log import read_metrics
+from .budget import CPU, Scale
+from .claims import Claim, all_of, better_beyond_spread, fid_fell, gate, spread_text
+from .report import METRICS, REPORT, Report
+from .roth import ROTH_ANNEALED, ROTH_CONSTANT
+from .roth_toy import toy_claims
+from .runs import Run, image_config, toy_config, toy_quality, train_run
 
 DIGITS_EXTRACTOR = "classifier:digits"
 # The demo's scale: digits at 32x32, width 32, 500 steps per run (about 30 s each on an idle 2-core CPU); the
