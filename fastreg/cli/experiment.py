@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from .options import OneDefaultHelpFormatter
+from .options import OneDefaultHelpFormatter, add_threads_option
 
 
 def add(commands) -> None:
@@ -25,8 +25,7 @@ def add(commands) -> None:
     p.add_argument("--data", default="digits", help="image dataset of the image experiments (roth-toy: a toy set)")
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="seeds (multi-seed experiments use all, the others the first; default: the scale's)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="intra-op CPU threads (small models on a shared CPU run fastest on one)")
+    add_threads_option(p)
     p.set_defaults(handler=run, value_errors_are_user_errors=True)
 
 
@@ -44,12 +43,6 @@ def run(args: argparse.Namespace) -> int:
               f"{', '.join(data.available())}", file=sys.stderr)
         return 2
     scale = SCALES[args.scale or "full"].with_seeds(args.seeds)
-    if args.threads < 1:
-        print(f"fastreg experiment: threads: must be at least 1, got {args.threads}", file=sys.stderr)
-        return 2
-    import torch
-
-    torch.set_num_threads(args.threads)
     start = time.perf_counter()
     if args.name == "all":
         reports, path = run_all(args.out, scale, args.data)

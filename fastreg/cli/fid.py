@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import add_device_option, check_writable_file, extractor_help
+from .options import add_device_option, add_threads_option, check_writable_file, extractor_help
 
 
 def add(commands) -> None:
@@ -30,6 +30,7 @@ def add(commands) -> None:
                           "else 32)")
     fid.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     add_device_option(fid)
+    add_threads_option(fid)
     fid.set_defaults(handler=run, value_errors_are_user_errors=True)
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 
 from ..train.config import ConfigError, TrainConfig, from_dict, load_yaml, to_dict
-from .options import OneDefaultHelpFormatter, add_config_arguments, config_fields
+from .options import OneDefaultHelpFormatter, add_config_arguments, add_threads_option, config_fields
 
 
 def add(commands) -> None:
     p = commands.add_parser("train", help="train a GAN variant", formatter_class=OneDefaultHelpFormatter)
     p.add_argument("--config", help="YAML file of config fields; flags given here override it")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    add_threads_option(p)
     add_config_arguments(p)
     p.set_defaults(handler=run)
 
