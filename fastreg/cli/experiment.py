@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from .options import OneDefaultHelpFormatter, add_threads_option
+from .options import OneDefaultHelpFormatter, add_download_option, add_threads_option
 
 
 def add(commands) -> None:
@@ -25,6 +25,9 @@ def add(commands) -> None:
     p.add_argument("--data", default="digits", help="image dataset of the image experiments (roth-toy: a toy set)")
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="seeds (multi-seed experiments use all, the others the first; default: the scale's)")
+    p.add_argument("--data-root", default=None,
+                   help="folder of --data, as on fastreg train (default: $FASTREG_DATA, else ./data)")
+    add_download_option(p)
     add_threads_option(p)
     p.set_defaults(handler=run, value_errors_are_user_errors=True)
 
@@ -43,6 +46,14 @@ def run(args: argparse.Namespace) -> int:
               f"{', '.join(data.available())}", file=sys.stderr)
         return 2
     scale = SCALES[args.scale or "full"].with_seeds(args.seeds)
+    if args.data_root is not None:  # the experiments' runs read their data root from FASTREG_DATA
+        import os
+
+        os.environ["FASTREG_DATA"] = os.path.abspath(os.path.expanduser(args.data_root))
+    if args.download:
+        from .train import download
+
+        download(args.data, args.data_root, scale.resolution)
     start = time.perf_counter()
     if args.name == "all":
         reports, path = run_all(args.out, scale, args.data)

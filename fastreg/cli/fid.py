@@ -109,5 +109,8 @@ def fid_against_data(args: argparse.Namespace) -> dict:
 
 def _provenance(evaluator) -> dict:
     extractor = evaluator.extractor
+    classifier = getattr(extractor, "classifier", None)
     return {"extractor": extractor.name if extractor else None, "resolution": getattr(extractor, "resolution", None),
-            "real_samples": len(evaluator.real_features) if extractor else None}
+            "real_samples": len(evaluator.real_features) if extractor else None,
+            **({"classifier_held_out_count": classifier.held_out_count, "classifier_data_hash": classifier.data_hash}
+               if classifier is not None else {})}

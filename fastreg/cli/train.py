@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..train.config import ConfigError, TrainConfig, from_dict, load_yaml, to_dict
-from .options import OneDefaultHelpFormatter, add_config_arguments, add_threads_option, config_fields
+from .options import (OneDefaultHelpFormatter, add_config_arguments, add_download_option, add_threads_option,
+                      config_fields)
 
 
 def add(commands) -> None:
@@ -13,6 +14,7 @@ def add(commands) -> None:
     p.add_argument("--config", help="YAML file of config fields; flags given here override it")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     add_threads_option(p)
+    add_download_option(p)
     add_config_arguments(p)
     p.set_defaults(handler=run)
 
@@ -36,5 +38,22 @@ def run(args: argparse.Namespace) -> int:
                               f"(README, 'Resume')")
         resume(args.resume, overrides=config_fields(args))
     else:
-        train(config_from_args(args))
+        config = config_from_args(args)
+        if args.download:
+            download(config.data, config.data_root, config.resolution)
+        train(config)
     return 0
+
+
+def download(name: str, root: str | None, resolution: int | None = None) -> None:
+    """``--download``: fetch ``name`` into ``root`` (torchvision's ``download=True``) before anything trains;
+    datasets that need no download (toy mixtures, digits) are left alone."""
+    from .. import data
+
+    if name in data.TOY or name == "digits":
+        return
+    try:
+        data.get_dataset(name, resolution=resolution, root=root, download=True)
+    except (RuntimeError, OSError) as exc:  # no network, a refused or broken download
+        raise ConfigError(f"download: could not download {name!r} into {root or data.vision.default_root()}: "
+                          f"{exc}") from None

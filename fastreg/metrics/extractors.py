@@ -154,7 +154,7 @@ def resolve_spec(spec: str, data: str | None) -> str:
 def make_extractor(spec: str = "auto", data: str | None = None, resolution: int | None = None,
                    device: torch.device | str = "cpu", root: str | None = None) -> FeatureExtractor:
     """The extractor of ``spec`` for samples of dataset ``data`` at ``resolution`` (see the module doc);
-    ``root`` is ``data``'s folder (used when the classifier is trained on ``data`` itself)."""
+    ``root`` is the data folder of the classifier's dataset (``$FASTREG_DATA`` or ``./data`` when None)."""
     spec = resolve_spec(spec, data)
     kind, _, argument = spec.partition(":")
     if kind == "raw":
@@ -167,4 +167,4 @@ def make_extractor(spec: str = "auto", data: str | None = None, resolution: int 
         return InceptionFeatures(weights, device)
     if resolution is None:
         raise ValueError(f"resolution: the {spec} extractor needs the images' resolution")
-    return ClassifierFeatures(argument, resolution, device, root=root if argument == data else None)
+    return ClassifierFeatures(argument, resolution, device, root=root)
