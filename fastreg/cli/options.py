@@ -105,8 +105,9 @@ def add_download_option(parser: argparse.ArgumentParser) -> None:
 def extractor_help() -> str:
     from ..metrics.extractors import INCEPTION_ENV, SPEC_HELP
 
-    return (f"FID/KID features: {SPEC_HELP}; Inception only from a local weights file "
-            f"(inception:<file> or ${INCEPTION_ENV}), never downloaded")
+    return (f"FID/KID features: {SPEC_HELP}; torchvision's Inception only from a local weights file "
+            f"(inception:<file> or ${INCEPTION_ENV}), never downloaded; pytorch-fid-inception (FIDs comparable with "
+            "papers') from pytorch-fid's cache, downloaded there when missing, or from a local file")
 
 
 def check_writable_file(path: str, option: str) -> None:
