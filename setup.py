@@ -163,4 +163,3 @@ def extension_modules():
 if __name__ == "__main__":
     ext_modules, cmdclass = extension_modules()
     setup(ext_modules=ext_modules, cmdclass=cmdclass)
-    sys.exit(0)

@@ -19,12 +19,14 @@ def test_demo_pairs_differ_only_in_the_regularizer(tmp_path):
     for scale in (QUICK, DEMO):
         assert isinstance(scale, Scale)   # the demo's budget is an experiment scale
         configs = demo_configs(str(tmp_path), scale)
-        assert set(configs) == {f"{d}-{m}-seed{s}" for d in ("digits", "toy3d") for m in ("ns", "ns-roth")
-                                for s in scale.seeds}
-        for dataset, preset in (("digits", annealed), ("toy3d", constant)):
+        # each run named by the variant it trains: ns on digits, the minimax gan of the authors' toy script
+        assert set(configs) == {f"{d}-{v}{m}-seed{s}" for d, v in (("digits", "ns"), ("toy3d", "gan"))
+                                for m in ("", "-roth") for s in scale.seeds}
+        for dataset, preset, variant in (("digits", annealed, "ns"), ("toy3d", constant, "gan")):
             for seed in scale.seeds:
                 plain, roth = (configs[f"{dataset}-{m}-seed{seed}"].with_resolved_architecture()
-                               for m in ("ns", "ns-roth"))
+                               for m in (variant, f"{variant}-roth"))
+                assert plain.variant == roth.variant == variant
                 differing = {k for k in vars(plain) if getattr(plain, k) != getattr(roth, k)}
                 assert differing <= {*REGULARIZER_FIELDS, "out"} and "reg" in differing
                 assert {k: getattr(roth, k) for k in preset} == preset and plain.seed == seed
@@ -35,7 +37,7 @@ def test_demo_pairs_differ_only_in_the_regularizer(tmp_path):
 def test_the_toy_pair_is_the_roth_toy_protocol(tmp_path):
     """The same toy protocol as the roth-toy experiment (the authors' script), only the step count is the demo's."""
     configs = demo_configs(str(tmp_path), DEMO)
-    for method, extra in (("ns", {}), ("ns-roth", REGULARIZERS["roth"].preset())):
+    for method, extra in (("gan", {}), ("gan-roth", REGULARIZERS["roth"].preset())):
         mine = configs[f"toy3d-{method}-seed0"]
         assert mine == toy_config(DEMO, mine.out, 0, "misspecified3d", **extra)
         assert (mine.z_dim, mine.variant, mine.mlp_init, mine.ema) == (2, "gan", "truncated-normal", 0.0)
@@ -71,7 +73,7 @@ def test_digits_rule_needs_a_margin_and_a_trained_baseline():
 
 
 def test_quick_demo_writes_a_report_that_reads_itself(tmp_path):
-    report = run_demo(str(tmp_path / "demo"), QUICK)
+    report = run_demo(str(tmp_path / "demo"), QUICK, threads=1)
     text = open(report).read()
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (tmp_path / "demo" / image).exists(), image
@@ -85,9 +87,22 @@ def test_quick_demo_writes_a_report_that_reads_itself(tmp_path):
     assert "| channel width | 8 | 8 |" in text and "| data | digits, 8x8 | digits, 8x8 |" in text
     assert "| seeds | 0, 1 | 0, 1 |" in text and "| generator steps | 4 | 4 |" in text
     assert text.count("The two sides differ in: regularizer.") == 2
-    for name in ("digits-ns-seed0", "digits-ns-roth-seed1", "toy3d-ns-seed0", "toy3d-ns-roth-seed1"):
+    for name in ("digits-ns-seed0", "digits-ns-roth-seed1", "toy3d-gan-seed0", "toy3d-gan-roth-seed1"):
         assert f"| {name} |" in text
     assert re.search(r"\| \*\*ns-roth, mean ± std\*\* \| 2 seeds \|", text)
+    assert re.search(r"\| \*\*gan-roth, mean ± std\*\* \| 2 seeds \|", text)
+    assert "| variant (D and G losses) | gan | gan |" in text and "| variant (D and G losses) | ns | ns |" in text
+    # every seed in every figure: both seeds' digits samples and toy panels; the W1 estimate's own spread
+    for name in ("digits-ns-seed0", "digits-ns-seed1", "digits-ns-roth-seed0", "digits-ns-roth-seed1"):
+        assert f"]({name}/samples/step_000004.png)" in text
+    assert "Final samples of every toy run (rows: methods, columns: seeds)" in text
+    assert "W1 spread over draws (std)" in text and "averaged over 2 independent draws" in text
+    for result in raw["results"].values():
+        if "quality" in result:
+            q = result["quality"]
+            assert q["repeats"] == 2 and q["w1_samples"] == 100 and q["wasserstein_1_std"] >= 0
+            assert q["modes_min"] <= q["modes_max"] and q["wasserstein_1_floor"] > 0
+    assert "intra-op thread(s) each" in text and "load average" in text
     # words, not keys: definitions, scale, which generator, the toy's plane picture
     assert "D gradient norm: the L2 norm of the gradient of D's loss" in text
     assert "real-data floor" in text and "KID is the unbiased polynomial-kernel MMD^2" in text
@@ -95,9 +110,22 @@ def test_quick_demo_writes_a_report_that_reads_itself(tmp_path):
     assert "projected onto the mixture's plane" in text
     (tmp_path / "demo" / "notes.txt").write_text("mine")  # a file the demo did not write
     (tmp_path / "demo" / "report.md").write_text("stale")
-    run_demo(str(tmp_path / "demo"), QUICK)  # re-runnable over its own output, which it replaces
+    # re-runnable over its own output, which it replaces; here with --jobs 2: two worker processes of one thread
+    # each, whose every number equals the sequential run's
+    run_demo(str(tmp_path / "demo"), QUICK, jobs=2, threads=1)
     assert (tmp_path / "demo" / "notes.txt").read_text() == "mine"
     assert (tmp_path / "demo" / "report.md").read_text() != "stale"
+    parallel = json.loads((tmp_path / "demo" / "metrics.json").read_text())["results"]
+    assert sorted(parallel) == sorted(raw["results"]) and len(parallel) == 8
+    for name, result in raw["results"].items():
+        mine = parallel[name]
+        assert {**mine["final_eval"], "eval_seconds": 0} == {**result["final_eval"], "eval_seconds": 0}, name
+        assert mine.get("quality") == result.get("quality"), name
+
+
+def test_demo_refuses_jobs_below_one(capsys):
+    assert main(["demo", "--quick", "--jobs", "0"]) == 2
+    assert "fastreg demo: --jobs: must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_curve_plots_have_titles_and_axis_labels_in_words(tmp_path):

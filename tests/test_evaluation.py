@@ -28,7 +28,8 @@ def test_fid_records_name_the_extractor_and_leave_training_unchanged(tmp_path):
     assert [r["step"] for r in fid_records] == [2, 4, 5]  # every 2 steps and the last
     for r in fid_records:
         assert set(r) == {"step", "fid/classifier:digits", "fid_residue/classifier:digits", "kid/classifier:digits",
-                          "kid_std/classifier:digits", "eval_seconds"}
+                          "kid_std/classifier:digits", "classifier_accuracy/classifier:digits", "eval_seconds"}
+        assert 0.9 < r["classifier_accuracy/classifier:digits"] <= 1  # the features' quality with every FID
         assert r["fid/classifier:digits"] > 0 and 0 <= r["fid_residue/classifier:digits"] < 1e-3 * r[
             "fid/classifier:digits"]
     losses = [(r["step"], r["d_loss"], r["g_loss"]) for r in records if "d_loss" in r]

@@ -52,7 +52,9 @@ def test_digits_classifier_is_accurate_on_held_out_digits(digits8_classifier):
     images, labels = data.get_dataset("digits", resolution=8).images, data.get_dataset("digits").labels
     _, held = clf.held_out_split(labels)
     assert clf.accuracy(result.model, images[held], labels[held]) == result.held_out_accuracy
-    assert result.path == os.path.join(os.environ["FASTREG_CACHE"], "classifiers", "digits-r8-v1.pt")
+    content = clf.data_hash(data.get_dataset("digits", resolution=8))
+    assert result.data_hash == content and len(content) == 16
+    assert result.path == os.path.join(os.environ["FASTREG_CACHE"], "classifiers", f"digits-r8-{content}-v1.pt")
 
 
 def test_second_call_loads_the_cache_without_training(digits8_classifier, monkeypatch):

@@ -7,6 +7,7 @@ import math
 import re
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +55,30 @@ def test_snippet_trains_a_roth_regularized_ns_gan_on_digits():
     # the same seed gives the same run
     torch.manual_seed(0)
     assert run_snippet()["d_loss"].item() == d_loss
+
+
+def test_snippet_runs_the_asked_number_of_steps_past_one_epoch():
+    """digits at batch 64 has 28 batches an epoch: asked for 40 steps, the loop must run 40, not stop at 28 (the
+    former ``zip(range(N), loader)``), and the anneal must reach its end."""
+    code, path = library_snippet()
+    assert "steps = 20" in code
+    code = code.replace("steps = 20", "steps = 40").replace("width=16", "width=4")
+    namespace = {"__name__": "readme_example"}
+    torch.manual_seed(0)
+    exec(compile(code, str(path), "exec"), namespace)
+    assert namespace["t"] == 39
+    assert namespace["gamma"](namespace["t"]) == 2.0 * 0.01 ** (39 / 40)
+
+
+def test_endless_repeats_the_loader_and_refuses_an_empty_one():
+    from fastreg import data
+
+    loader = torch.utils.data.DataLoader(torch.arange(5), batch_size=2, drop_last=True)
+    batches = [b.tolist() for _, b in zip(range(5), data.endless(loader))]
+    assert batches == [[0, 1], [2, 3], [0, 1], [2, 3], [0, 1]]
+    empty = torch.utils.data.DataLoader(torch.arange(1), batch_size=2, drop_last=True)
+    with pytest.raises(ValueError, match="^loader: yields no batches"):
+        next(data.endless(empty))
 
 
 def test_readme_regularizer_table_matches_the_table_in_code():

@@ -25,7 +25,7 @@ from ..train.checkpoint import CheckpointError
 from ..train.config import ConfigError
 from ..train.nonfinite import NonFiniteError
 from . import demo, diagnose, experiment, fid, train
-from .options import CommandParser
+from .options import CommandParser, apply_threads
 from .train import config_from_args
 
 __all__ = ["build_parser", "config_from_args", "main"]
@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; its exit status (user errors: 2, a non-finite stop: 3)."""
     args = build_parser().parse_args(argv)
+    problem = apply_threads(args)  # every command that trains or evaluates has --threads (default 1)
+    if problem:
+        print(f"fastreg {args.command}: {problem}", file=sys.stderr)
+        return 2
     try:
         return args.handler(args)
     except ConfigError as exc:

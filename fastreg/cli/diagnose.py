@@ -9,7 +9,7 @@ import os
 import sys
 import time
 
-from .options import OneDefaultHelpFormatter, extractor_help, flag
+from .options import OneDefaultHelpFormatter, add_threads_option, extractor_help, flag
 
 DIAGNOSTICS = ("histograms", "interpolation", "vanishing", "cross-test", "all")
 MINIMUMS = {"samples": 1, "cross_samples": 1, "d_steps": 1, "record_every": 1, "pairs": 1, "k": 0}
@@ -63,6 +63,7 @@ def add(commands) -> None:
                        help=f"output folder (default: {'RUN_A' if len(runs) > 1 else 'RUN_DIR'}/diagnostics)")
         p.add_argument("--seed", type=int, default=0, help="seed of latents, real draws and the fresh D")
         p.add_argument("--device", default=argparse.SUPPRESS, help="cpu, cuda, ... (default: the run's)")
+        add_threads_option(p)
         for dest, changes in options.items():
             p.add_argument(flag(dest), dest=dest, **{**OPTIONS[dest], **changes})
 

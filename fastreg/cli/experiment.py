@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from .options import OneDefaultHelpFormatter
+from .options import OneDefaultHelpFormatter, add_download_option, add_threads_option
 
 
 def add(commands) -> None:
@@ -29,8 +29,10 @@ def add(commands) -> None:
                    help="seeds (multi-seed experiments use all, the others the first; default: the scale's)")
     p.add_argument("--jobs", type=int, default=1,
                    help="independent runs trained at once, one process each (roth-stability-grid)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="intra-op CPU threads (small models on a shared CPU run fastest on one)")
+    p.add_argument("--data-root", default=None,
+                   help="folder of --data, as on fastreg train (default: $FASTREG_DATA, else ./data)")
+    add_download_option(p)
+    add_threads_option(p)
     p.set_defaults(handler=run, value_errors_are_user_errors=True)
 
 
@@ -56,12 +58,14 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         print(f"fastreg experiment: jobs: must be at least 1, got {args.jobs}", file=sys.stderr)
         return 2
-    if args.threads < 1:
-        print(f"fastreg experiment: threads: must be at least 1, got {args.threads}", file=sys.stderr)
-        return 2
-    import torch
+    if args.data_root is not None:  # the experiments' runs read their data root from FASTREG_DATA
+        import os
 
-    torch.set_num_threads(args.threads)
+        os.environ["FASTREG_DATA"] = os.path.abspath(os.path.expanduser(args.data_root))
+    if args.download:
+        from .train import download
+
+        download(args.data, args.data_root, scale.resolution)
     start = time.perf_counter()
     if args.name == "all":
         reports, path = run_all(args.out, scale, args.data, jobs=args.jobs)

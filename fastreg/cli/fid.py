@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import add_device_option, check_writable_file, extractor_help
+from .options import add_device_option, add_threads_option, check_writable_file, extractor_help
 
 
 def add(commands) -> None:
@@ -30,6 +30,7 @@ def add(commands) -> None:
                           "else 32)")
     fid.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     add_device_option(fid)
+    add_threads_option(fid)
     fid.set_defaults(handler=run, value_errors_are_user_errors=True)
 
 
@@ -108,5 +109,8 @@ def fid_against_data(args: argparse.Namespace) -> dict:
 
 def _provenance(evaluator) -> dict:
     extractor = evaluator.extractor
+    classifier = getattr(extractor, "classifier", None)
     return {"extractor": extractor.name if extractor else None, "resolution": getattr(extractor, "resolution", None),
-            "real_samples": len(evaluator.real_features) if extractor else None}
+            "real_samples": len(evaluator.real_features) if extractor else None,
+            **({"classifier_held_out_count": classifier.held_out_count, "classifier_data_hash": classifier.data_hash}
+               if classifier is not None else {})}

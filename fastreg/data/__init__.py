@@ -38,6 +38,19 @@ VISION = {
 }
 
 
+def endless(loader):
+    """The batches of ``loader`` epoch after epoch, without end (a shuffling loader reshuffles each epoch): a loop
+    counted in steps, ``zip(range(steps), endless(loader))``, runs ``steps`` steps, where ``zip(range(steps),
+    loader)`` stops silently after one epoch."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("loader: yields no batches (fewer samples than one batch with drop_last=True?)")
+
+
 def available() -> list[str]:
     """Every dataset name :func:`get_dataset` accepts (``lsun`` also as ``lsun:<category>``, ``mnist-5k`` as
     ``mnist-5k:train``, ``mnist-5k:test``)."""
@@ -84,5 +97,5 @@ def get_dataset(name: str, resolution: int | None = None, root: str | None = Non
     return VISION[base](root, resolution, download, **options)
 
 
-__all__ = ["ColorMNIST", "DatasetNotFoundError", "GaussianMixture", "ImageTensorDataset", "available",
+__all__ = ["ColorMNIST", "DatasetNotFoundError", "GaussianMixture", "ImageTensorDataset", "available", "endless",
            "get_dataset", "images", "load_digits", "mnist5k", "toy", "vision"]

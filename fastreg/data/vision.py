@@ -33,11 +33,13 @@ class Source:
         where = os.path.join(root, self.looks_in) if self.looks_in else root
         return DatasetNotFoundError(
             f"{self.title} not found: looked in {where} for {self.files}. {self.how_to_get} "
-            f"(root={root!r}; pass root= or set FASTREG_DATA to look elsewhere). torchvision said: {cause}")
+            f"(root={root!r}; to look elsewhere give --data-root on the command line, root= in Python, or set "
+            f"FASTREG_DATA). torchvision said: {cause}")
 
 
 def _download_hint(name: str) -> str:
-    return f"Get it with fastreg.data.get_dataset({name!r}, root=..., download=True), or copy the files there."
+    return (f"Get it with --download (fastreg train / fastreg experiment; in Python "
+            f"fastreg.data.get_dataset({name!r}, root=..., download=True)), or copy the files there.")
 
 
 SOURCES = {

@@ -47,9 +47,11 @@ def _points(run_dir: str, key: str) -> list[tuple[int, float]]:
     return [(r["step"], r[key]) for r in records if math.isfinite(r[key])]
 
 
-def plot_seed_curves(groups: dict[str, list[str]], keys: list[str], path: str, log_y: tuple[str, ...] = ()) -> str:
+def plot_seed_curves(groups: dict[str, list[str]], keys: list[str], path: str, log_y: tuple[str, ...] = (),
+                     each_run: bool = False) -> str:
     """One panel per metric key, one line per group of runs (label -> run folders, e.g. one per seed): the mean
-    over the group's runs at the steps all of them logged, with a band from their minimum to their maximum."""
+    over the group's runs at the steps all of them logged, with a band from their minimum to their maximum;
+    ``each_run``: also every run's own curve, thin, in the group's colour (so no seed hides in a mean)."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
     for ax, key in zip(axes[0], keys):
@@ -63,6 +65,11 @@ def plot_seed_curves(groups: dict[str, list[str]], keys: list[str], path: str, l
             ax.plot(steps, [sum(v) / len(v) for v in values], label=label + seeds, linewidth=1.2, color=f"C{i}")
             if len(run_dirs) > 1:
                 ax.fill_between(steps, [min(v) for v in values], [max(v) for v in values], alpha=0.2, color=f"C{i}")
+            if each_run and len(run_dirs) > 1:
+                for curve in curves:
+                    own = sorted(curve.items())
+                    ax.plot([t for t, _ in own], [v for _, v in own], linewidth=0.6, alpha=0.7, color=f"C{i}",
+                            linestyle=":")
         title, ylabel = metric_label(key)
         ax.set_title(title, fontsize=10)
         ax.set_ylabel(ylabel, fontsize=8)
@@ -74,19 +81,24 @@ def plot_seed_curves(groups: dict[str, list[str]], keys: list[str], path: str, l
     return save_figure(fig, plt, path)
 
 
-def plot_mixture_plane(panels: dict[str, dict], mixture, path: str) -> str:
+def plot_mixture_plane(panels: dict[str, dict], mixture, path: str, columns: int | None = None) -> str:
     """Toy samples projected onto the plane of a (3-D, planar) Gaussian mixture, one panel per entry
-    ``label -> {"samples": [N, 3], "title": str}``: generated samples, real samples (grey), each mode's
-    3-sigma circle (the high-quality region) and its number. Coordinates: the offsets from the modes' mean
-    along the mixture's two plane directions (``mixture.basis``)."""
+    ``label -> {"samples": [N, 3], "title": str}`` (``columns`` panels a row; default: all in one row):
+    generated samples, real samples (grey), each mode's 3-sigma circle (the high-quality region) and its
+    number. Coordinates: the offsets from the modes' mean along the mixture's two plane directions
+    (``mixture.basis``)."""
     plt = pyplot()
     basis = mixture.basis.double()
     center = mixture.modes.mean(dim=0)
     real = (mixture.__class__(mixture.modes, mixture.sigma, seed=12345, basis=mixture.basis).sample(2000).double()
             - center) @ basis.T
     modes = (mixture.modes - center) @ basis.T
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
-    for ax, (label, panel) in zip(axes[0], panels.items()):
+    columns = columns or len(panels)
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 4.2 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (label, panel) in zip(axes.flat, panels.items()):
         points = (panel["samples"].double().cpu() - center) @ basis.T
         ax.scatter(*real.T.numpy(), s=3, c="0.6", label="data", zorder=1)
         ax.scatter(*points.T.numpy(), s=3, c="C0", alpha=0.5, label=f"generated ({len(points)})", zorder=2)

@@ -60,7 +60,7 @@ def vanishing(out: str, scale: Scale, data: str) -> Report:
     records = {"without noise": {}, "with noise": {}}
     real = RealSampler(trainer.real.dataset, seed)
     jobs = [(e, kind) for e in scale.epochs for kind in records]
-    for epochs, kind in tqdm(jobs, desc="arjovsky-vanishing", unit="fresh D"):
+    for epochs, kind in tqdm(jobs, disable=None, desc="arjovsky-vanishing", unit="fresh D"):
         path = by_step.get(epochs * epoch_steps)
         if path is None:   # the run diverged before this epoch
             continue

@@ -1,4 +1,4 @@
-"""`make demo` / `fastreg demo`: an unregularized and a Roth-regularized NS-GAN, side by side, over seeds, as an
+"""`make demo` / `fastreg demo`: an unregularized and a Roth-regularized GAN, side by side, over seeds, as an
 ordinary experiment of :mod:`fastreg.experiments` (its :class:`~fastreg.experiments.budget.Scale`, its training
 runs and re-run commands, its claim rules with their regime gates, its report).
 
@@ -25,15 +25,16 @@ from dataclasses import replace
 import torch
 
 from .. import data
-from ..diagnostics.plots import plot_mixture_plane, plot_seed_curves
+from ..diagnostics.plots import plot_seed_curves
 from ..train.config import TrainConfig
 from ..train.metrics_log import read_metrics
 from .budget import CPU, Scale
 from .claims import Claim, all_of, better_beyond_spread, fid_fell, gate, spread_text
+from .demo_sections import plane_figure, run_table, samples_section
 from .report import METRICS, REPORT, Report
 from .roth import ROTH_ANNEALED, ROTH_CONSTANT
 from .roth_toy import toy_claims
-from .runs import Run, image_config, toy_config, toy_quality, train_run
+from .runs import Run, image_config, toy_config, train_run
 
 DIGITS_EXTRACTOR = "classifier:digits"
 # The demo's scale: digits at 32x32, width 32, 500 steps per run (about 30 s each on an idle 2-core CPU); the
@@ -44,8 +45,13 @@ DEMO = replace(CPU, name="demo", image_steps=500, toy_steps=10_000, resolution=3
                eval_samples=1000, extractor=DIGITS_EXTRACTOR, seeds=(0, 1, 2), toy_samples=5000)
 QUICK = replace(DEMO, name="demo-quick", image_steps=4, toy_steps=4, resolution=8, width=8, eval_points=2,
                 eval_samples=100, seeds=(0, 1), toy_samples=200)
-METHODS = {"digits": {"ns": {}, "ns-roth": ROTH_ANNEALED},    # gamma0 = 2 annealed by alpha = 0.01
-           "toy3d": {"ns": {}, "ns-roth": ROTH_CONSTANT}}     # gamma = 0.1, the roth-toy protocol
+# Per dataset: the unregularized method, then the regularized one, each named by the variant it trains (the toy's
+# protocol trains the minimax GAN, --variant gan, as the authors' toy script).
+METHODS = {"digits": {"ns": {}, "ns-roth": ROTH_ANNEALED},      # gamma0 = 2 annealed by alpha = 0.01
+           "toy3d": {"gan": {}, "gan-roth": ROTH_CONSTANT}}     # gamma = 0.1, the roth-toy protocol
+# The toy's final W1 and mode counts: the mean and spread over independent draws of eval_samples points each (the
+# in-run evaluation's estimator, so the two agree within the spread), and the real-data floor at that size.
+TOY_REPEATS = {"demo": 10, "demo-quick": 2}
 TOY_DATA = "misspecified3d"
 TOY_SCATTER_SAMPLES = 2000  # generated points in the toy's plane picture
 DATASETS = {"digits": "DCGAN on digits", "toy3d": "MLPs on the misspecified 3-D mixture"}
@@ -87,8 +93,9 @@ def demo_entries(configs: dict[str, TrainConfig]) -> list[str]:
     return [*configs, REPORT, METRICS, *figures]
 
 
-def run_demo(out: str = "runs/demo", scale: Scale | None = None) -> str:
-    """Train every run and write the report into ``out``; returns the report's path.
+def run_demo(out: str = "runs/demo", scale: Scale | None = None, jobs: int = 1, threads: int = 1) -> str:
+    """Train every run and write the report into ``out``; returns the report's path. ``jobs`` > 1 trains that many
+    runs at once, each in its own process with ``threads`` intra-op threads (the results are the same).
 
     ``out`` must be new, empty or a previous demo's folder (see :func:`prepare_output`): the demo replaces
     only what an earlier demo wrote there and never deletes anything else.
@@ -97,14 +104,50 @@ def run_demo(out: str = "runs/demo", scale: Scale | None = None) -> str:
     start = time.perf_counter()
     configs = demo_configs(out, scale)
     prepare_output(out, demo_entries(configs))
-    results = {}
-    for name, config in configs.items():
-        run = train_run(name, config, keep_trainer=True)
-        results[name] = summarize(run, scale)
-        run.trainer = None
+    if any(c.data == "digits" for c in configs.values()):  # the FID classifier once, before the runs share it
+        from .metrics.extractors import make_extractor
+
+        make_extractor(DIGITS_EXTRACTOR, "digits", scale.resolution)
+    if jobs > 1:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
+        with context.Pool(min(jobs, len(configs))) as pool:
+            summaries = pool.starmap(train_and_summarize, [(n, c, scale, threads) for n, c in configs.items()],
+                                     chunksize=1)
+        results = dict(zip(configs, summaries))
+    else:
+        previous = torch.get_num_threads()
+        try:
+            results = {name: train_and_summarize(name, config, scale, threads) for name, config in configs.items()}
+        finally:
+            torch.set_num_threads(previous)  # the caller's setting back (a library call)
     report = demo_report(out, scale, results)
     report.seconds = time.perf_counter() - start
+    report.sections += [load_note(jobs, threads), ""]
     return report.write()
+
+
+def train_and_summarize(name: str, config: TrainConfig, scale: Scale, threads: int | None) -> dict:
+    """One run of the demo, trained and summarized (:func:`summarize`); ``threads``: set torch's intra-op threads
+    first (a worker process of ``--jobs``). Each run seeds itself from its config, so the result does not depend
+    on which process trains it."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    run = train_run(name, config, keep_trainer=True)
+    summary = summarize(run, scale)
+    run.trainer = None
+    return summary
+
+
+def load_note(jobs: int, threads: int) -> str:
+    """The sentence under the wall-time columns: how the runs shared the machine, and what load does."""
+    cores = os.cpu_count() or 1
+    average = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"Wall times: {jobs} run(s) at a time, {threads} intra-op thread(s) each, on {cores} CPU core(s); "
+            f"1-minute load average {average:.2f} when the report was written. Other processes on the machine "
+            "stretch wall times (a busy neighbour on 2 cores can multiply them several times), so their spread over "
+            "seeds measures the machine's load as much as the runs.")
 
 
 def prepare_output(out: str, entries: list[str]) -> None:
@@ -156,17 +199,42 @@ def summarize(run: Run, scale: Scale) -> dict:
         summary["real_floor"] = trainer.evaluator.real_floor()
         summary["real_count"] = len(trainer.evaluator.real_features)
     if config.model == "mlp":
-        summary["quality"] = toy_quality(trainer, scale.toy_samples)
+        summary["quality"] = toy_scores(trainer, scale)
         z = torch.randn(TOY_SCATTER_SAMPLES, config.z_dim, generator=torch.Generator().manual_seed(7))
         summary["samples"] = trainer.sample(z.to(trainer.device, trainer.dtype)).float().cpu()
     return summary
 
 
+def toy_scores(trainer, scale: Scale) -> dict:
+    """The toy run's final W1 and modes over :data:`TOY_REPEATS` independent draws of ``scale.eval_samples`` generated
+    and mixture points (:func:`fastreg.metrics.toy.repeated_scores`: mean, spread, floor)."""
+    from .metrics.toy import repeated_scores
+
+    c = trainer.config
+    mixture = data.get_dataset(c.data, seed=c.seed)
+
+    def fake(n: int, i: int) -> torch.Tensor:
+        z = torch.randn(n, c.z_dim, generator=torch.Generator().manual_seed(7 + 1000 * i))
+        return trainer.sample(z.to(trainer.device, trainer.dtype)).float().cpu()
+
+    def real(n: int, i: int) -> torch.Tensor:
+        return data.get_dataset(c.data, seed=c.seed + 7919 + i).sample(n)
+
+    return repeated_scores(fake, real, mixture.modes, mixture.sigma, scale.eval_samples,
+                           TOY_REPEATS.get(scale.name, 10))
+
+
 def spread(values: list[float]) -> str:
-    """``mean ± std`` over seeds (sample standard deviation; the mean alone for one seed)."""
+    """``mean ± std`` over seeds (sample standard deviation; the mean alone for one seed), both in plain notation
+    (228.8 ± 320, not 3.2e+02)."""
     if len(values) < 2:
-        return f"{values[0]:.4g}"
-    return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"
+        return _plain(values[0], 4)
+    return f"{_plain(statistics.mean(values), 4)} ± {_plain(statistics.stdev(values), 2)}"
+
+
+def _plain(value: float, digits: int) -> str:
+    """``value`` to ``digits`` significant digits, without an exponent from 100 up (whole numbers there)."""
+    return f"{value:.0f}" if abs(value) >= 10 ** digits else f"{value:.{digits}g}"
 
 
 def digits_claims(plain: dict[int, dict], roth: dict[int, dict]) -> list[Claim]:
@@ -191,7 +259,7 @@ def digits_claims(plain: dict[int, dict], roth: dict[int, dict]) -> list[Claim]:
 def demo_report(out: str, scale: Scale, results: dict) -> Report:
     seeds = list(scale.seeds)
     quick = " --quick" if scale.name == QUICK.name else ""
-    report = Report("demo", "fastreg demo: NS-GAN with and without Roth et al.'s regularizer", out, scale,
+    report = Report("demo", "fastreg demo: GANs with and without Roth et al.'s regularizer", out, scale,
                     f"digits + {TOY_DATA}", tuple(seeds), rerun=f"fastreg demo{quick} --out {out}",
                     scale_keys=("image_steps", "toy_steps", "resolution", "width", "eval_points", "eval_samples",
                                 "extractor", "seeds", "toy_samples"),
@@ -205,8 +273,8 @@ def demo_report(out: str, scale: Scale, results: dict) -> Report:
                                 "highest seed.")
     by = {d: {m: {r["config"].seed: r for n, r in results.items() if n.startswith(f"{d}-{m}-seed")}
               for m in METHODS[d]} for d in DATASETS}
-    toy = {m: {s: r["quality"] for s, r in runs.items()} for m, runs in by["toy3d"].items()}
-    report.claims = digits_claims(by["digits"]["ns"], by["digits"]["ns-roth"]) + toy_claims(toy["ns-roth"], toy["ns"])
+    toy = [{s: r["quality"] for s, r in runs.items()} for runs in by["toy3d"].values()]  # plain, regularized
+    report.claims = digits_claims(*by["digits"].values()) + toy_claims(toy[1], toy[0])
     report.runs = [r["run"] for r in results.values()]
     for dataset, title in DATASETS.items():
         by_method = by[dataset]
@@ -218,24 +286,25 @@ def demo_report(out: str, scale: Scale, results: dict) -> Report:
                       "and weights).",
                       plot_seed_curves(groups, ["d_loss", "g_loss", "d_grad_norm", "g_grad_norm"],
                                        os.path.join(out, f"{dataset}_curves.png"),
-                                       log_y=("d_grad_norm", "g_grad_norm")))
+                                       log_y=("d_grad_norm", "g_grad_norm"), each_run=True))
         report.figure(" ".join(evaluation_caption(dataset, by_method)),
                       plot_seed_curves(groups, EVAL_CURVES[dataset], os.path.join(out, f"{dataset}_evaluation.png"),
-                                       log_y=(f"fid/{DIGITS_EXTRACTOR}",)))
+                                       log_y=(f"fid/{DIGITS_EXTRACTOR}",), each_run=True))
         if dataset == "toy3d":
-            report.figure(*plane_figure(out, by_method))
+            report.figure(*plane_figure(out, by_method, TOY_DATA, TOY_SCATTER_SAMPLES))
+        plain, regularized = by_method
         report.sections += [f"## {title}", "", "What was compared (from each run's config.yaml):", "",
-                            "| | ns | ns-roth |", "|---|---|---|"]
+                            f"| | {plain} | {regularized} |", "|---|---|---|"]
         sides = {m: _settings(next(iter(runs.values()))["config"]) for m, runs in by_method.items()}
-        for row in sides["ns"]:
-            report.sections.append(f"| {row} | {sides['ns'][row]} | {sides['ns-roth'][row]} |")
-        report.sections.append(f"| seeds | {', '.join(map(str, sorted(by_method['ns'])))} | "
-                               f"{', '.join(map(str, sorted(by_method['ns-roth'])))} |")
-        differing = [row for row in sides["ns"] if sides["ns"][row] != sides["ns-roth"][row]]
+        for row in sides[plain]:
+            report.sections.append(f"| {row} | {sides[plain][row]} | {sides[regularized][row]} |")
+        report.sections.append(f"| seeds | {', '.join(map(str, sorted(by_method[plain])))} | "
+                               f"{', '.join(map(str, sorted(by_method[regularized])))} |")
+        differing = [row for row in sides[plain] if sides[plain][row] != sides[regularized][row]]
         report.sections += ["", f"The two sides differ in: {', '.join(differing) or 'nothing'}.", ""]
         if dataset == "digits":
             report.sections += samples_section(by_method)
-        report.sections += run_table(dataset, by_method)
+        report.sections += run_table(dataset, by_method, DIGITS_EXTRACTOR, spread)
     accuracy = next((r["classifier_accuracy"] for r in results.values() if "classifier_accuracy" in r), None)
     if accuracy is not None:
         report.sections += [f"The `{DIGITS_EXTRACTOR}` extractor is fastreg's digits classifier: {accuracy[0]:.1%} "
@@ -251,7 +320,8 @@ def demo_report(out: str, scale: Scale, results: dict) -> Report:
 def _settings(config: TrainConfig) -> dict[str, str]:
     """What a run trains, from its resolved config: the rows of the report's comparison table."""
     c = config
-    rows = {"model (G and D)": c.model, "channel width": str(c.width) if c.model != "mlp" else "-",
+    rows = {"variant (D and G losses)": c.variant,
+            "model (G and D)": c.model, "channel width": str(c.width) if c.model != "mlp" else "-",
             "D normalization": c.resolved("d_norm"),
             "data": c.data + (f", {c.resolution}x{c.resolution}" if c.model != "mlp" else ""),
             "latent dimension": str(c.z_dim), "batch": str(c.batch_size), "generator steps": str(c.steps),
@@ -279,67 +349,3 @@ def evaluation_caption(dataset: str, by_method: dict) -> list[str]:
             "the same distribution). KID is the unbiased polynomial-kernel MMD^2 of Binkowski et al. 2018; neither "
             "has a fixed upper end: their scale is set by the features. For scale, two halves of the real digits "
             f"score FID {fid:.3g} and KID {kid:.3g} against each other (the real-data floor at that sample size)."]
-
-
-def plane_figure(out: str, by_method: dict) -> tuple[str, str]:
-    """The first seed's toy samples projected onto the mixture's plane (caption, path)."""
-    mixture = data.get_dataset(TOY_DATA, seed=0)
-    normal = torch.linalg.cross(mixture.basis[0], mixture.basis[1])
-    panels = {}
-    for method, runs in by_method.items():
-        r = runs[min(runs)]
-        offset = ((r["samples"].double() - mixture.modes.mean(dim=0)) @ normal).abs().mean().item()
-        panels[f"{method}, seed {r['config'].seed}"] = {
-            "samples": r["samples"],
-            "title": f"{r['quality']['modes_covered']}/{mixture.n_modes} modes covered, mean distance off the plane "
-                     f"{offset:.3f}"}
-    path = plot_mixture_plane(panels, mixture, os.path.join(out, "toy3d_plane.png"))
-    return (f"Final samples of the first seed's toy runs, from the generator itself (the roth-toy protocol keeps no "
-            f"EMA): {TOY_SCATTER_SAMPLES} generated points projected onto the mixture's plane; red circles: each "
-            "mode's 3-sigma region (where a sample counts as high quality); grey: real samples.", path)
-
-
-def samples_section(by_method: dict) -> list[str]:
-    """The final samples of the first seed's digits runs, of the EMA generator."""
-    first = {m: runs[min(runs)] for m, runs in by_method.items()}
-    decay = next(iter(first.values()))["ema_decay"]
-    lines = [f"Final samples of the first seed's runs, from the EMA generator (the exponential moving average of "
-             f"G's weights; its decay, ramped in, was {decay:.4g} at the last step).", ""]
-    for r in first.values():
-        name = os.path.basename(r["config"].out)
-        lines += [f"**{name}**", "", f"![{name}]({name}/samples/step_{r['config'].steps:06d}.png)", ""]
-    return lines
-
-
-def run_table(dataset: str, by_method: dict) -> list[str]:
-    """Every run's numbers, then each side's mean ± std over seeds."""
-    image = dataset == "digits"
-    quality = (f"| FID[{DIGITS_EXTRACTOR}] | KID[{DIGITS_EXTRACTOR}] |" if image
-               else "| W1 | modes covered | high quality |")
-    header = (f"| run | seed | steps | wall time (s) | steps/s | final D loss | final G loss {quality} "
-              "evaluation time (s) |")
-    lines = [header, "|---|" + "---:|" * (header.count("|") - 2)]
-
-    def metrics(r: dict) -> list[float]:
-        if image:
-            final = r["final_eval"]
-            return [final[f"fid/{DIGITS_EXTRACTOR}"], final[f"kid/{DIGITS_EXTRACTOR}"]]
-        q = r["quality"]
-        return [q["wasserstein_1"], q["modes_covered"], q["high_quality"]]
-
-    def row(r: dict) -> list[float]:
-        return [r["seconds"], r["steps_per_second"], r["d_loss"], r["g_loss"], *metrics(r), r["eval_seconds"]]
-
-    for runs in by_method.values():
-        for seed, r in sorted(runs.items()):
-            lines.append(f"| {os.path.basename(r['config'].out)} | {seed} | {r['config'].steps} | "
-                         + " | ".join(f"{v:.4g}" for v in row(r)) + " |")
-    for method, runs in by_method.items():
-        columns = list(zip(*[row(r) for r in runs.values()]))
-        lines.append(f"| **{method}, mean ± std** | {len(runs)} seeds | - | "
-                     + " | ".join(spread(list(c)) for c in columns) + " |")
-    lines += ["", "Final D and G losses: the last logging window's means. The evaluation time (set-up included: "
-              "training the classifier unless cached, real features) is part of the wall time." +
-              ("" if image else " Toy scores (W1, modes, quality): the roth-toy experiment's, on "
-               "samples drawn after training."), ""]
-    return lines

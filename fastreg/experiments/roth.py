@@ -72,7 +72,7 @@ def stability(out: str, scale: Scale, data: str) -> Report:
     failed: dict[str, bool] = {}
     curves = {}
     jobs = [(a, m, s) for a in scale.architectures for m in methods for s in seeds]
-    for arch, method, seed in tqdm(jobs, desc="roth-stability", unit="run"):
+    for arch, method, seed in tqdm(jobs, disable=None, desc="roth-stability", unit="run"):
         config = image_config(scale, data, os.path.join(out, "runs", f"{arch}-{method}-seed{seed}"), seed,
                               **architecture(arch, method, scale.width))
         run = train_run(f"{arch} / {method} / seed {seed}", config)
@@ -168,7 +168,7 @@ def cross(out: str, scale: Scale, data: str) -> Report:
                                 "accepts of any sample.")
     models = {}
     for name, extra in tqdm((("unregularized", {}), ("regularized", ROTH_CONSTANT)), desc="roth-cross-test",
-                            unit="run"):
+                            unit="run", disable=None):
         config = image_config(scale, data, os.path.join(out, "runs", name), seed, steps=scale.cross_steps,
                               d_norm=CROSS_D_NORM, **extra)
         models[name] = train_run(name, config, keep_trainer=True)
@@ -259,7 +259,7 @@ def explicit_noise(out: str, scale: Scale, data: str) -> Report:
     curves: dict[str, list] = {}
     trained = []
     jobs = [(name, seed) for name in runs for seed in seeds]
-    for name, seed in tqdm(jobs, desc="explicit-noise", unit="run"):
+    for name, seed in tqdm(jobs, disable=None, desc="explicit-noise", unit="run"):
         config = image_config(scale, data, os.path.join(out, "runs", f"{name.replace(' ', '-')}-seed{seed}"), seed,
                               d_norm="none", **runs[name])
         run = train_run(f"{name} seed {seed}", config)

@@ -35,7 +35,7 @@ def toy(out: str, scale: Scale, data: str) -> Report:
     results: dict[str, dict[int, dict]] = {name: {} for name in variants}
     samples = {}
     jobs = [(name, seed) for seed in seeds for name in variants]
-    for name, seed in tqdm(jobs, desc="roth-toy", unit="run"):
+    for name, seed in tqdm(jobs, disable=None, desc="roth-toy", unit="run"):
         config = toy_config(scale, os.path.join(out, "runs", f"{name}-seed{seed}"), seed, toy_data, **variants[name])
         run = train_run(f"{name} seed {seed}", config, keep_trainer=True)
         quality = toy_quality(run.trainer, scale.toy_samples) if not run.diverged else {

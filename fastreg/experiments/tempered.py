@@ -40,7 +40,7 @@ def tempered(out: str, scale: Scale, data: str) -> Report:
     fid = {v: {"plain": [], "lens": []} for v in VARIANTS}
     curves = {v: {} for v in VARIANTS}
     jobs = [(v, lens, s) for v in VARIANTS for lens in (False, True) for s in seeds]
-    for variant, lens, seed in tqdm(jobs, desc="tempered", unit="run"):
+    for variant, lens, seed in tqdm(jobs, disable=None, desc="tempered", unit="run"):
         kind = "lens" if lens else "plain"
         extra = {"lens": True, "lens_k": lens_k, "lens_width": scale.lens_width} if lens else {}
         config = image_config(scale, data, os.path.join(out, "runs", f"{variant}-{kind}-seed{seed}"), seed,

@@ -74,7 +74,7 @@ def vral(out: str, scale: Scale, data: str) -> Report:
     hist = {"ratio": {}, "fixed": {}}
     fid, first_fid, samples = {}, {}, {}
     jobs = [(v, mode) for v in VARIANTS for mode in ("ratio", "fixed")]
-    for variant, mode in tqdm(jobs, desc="vral", unit="run"):
+    for variant, mode in tqdm(jobs, disable=None, desc="vral", unit="run"):
         if mode == "ratio":
             steps, extra = scale.critic_g_steps, {"n_critic": k}
         else:

@@ -10,8 +10,12 @@ The split is held out properly: a stratified 20% of every class (fixed seed) is 
 and gives the reported accuracy. Training is seeded and runs inside ``torch.random.fork_rng``, so
 it neither depends on nor disturbs the caller's random state (nor does building a model to load).
 The trained weights and their
-accuracy are cached as ``$FASTREG_CACHE/classifiers/<dataset>-r<resolution>-v<version>.pt``
-(``FASTREG_CACHE`` defaults to ``~/.cache/fastreg``); a second call loads them. A cache file that
+accuracy are cached as ``$FASTREG_CACHE/classifiers/<dataset>-r<resolution>-<data hash>-v<version>.pt``
+(``FASTREG_CACHE`` defaults to ``~/.cache/fastreg``); a second call on the same data loads them. The data
+hash (:func:`data_hash`, the first 16 hex digits of a SHA-256 over the dataset's images and labels) keys the
+cache by what the classifier was trained on, not by the dataset's name: a classifier trained on a 5,000-digit
+root is never reused for full MNIST under another root. Every result carries the held-out accuracy
+(:class:`TrainedClassifier`), and the FIDs it produces report it (``classifier_accuracy/<name>``). A cache file that
 fails its checks (zip CRCs, :func:`fastreg.torch_files.load_verified`), misses a key or does not fit
 the network (a truncated file, a full disk, a flipped byte) is reported in a warning naming it,
 trained again and replaced.
@@ -19,8 +23,10 @@ trained again and replaced.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -82,6 +88,29 @@ class TrainedClassifier:
     held_out_count: int
     path: str
     trained_now: bool
+    data_hash: str = ""
+
+
+def data_hash(dataset) -> str:
+    """The first 16 hex digits of SHA-256 over a dataset's images and labels, the cache key of its classifier.
+
+    The dataset's raw arrays when it holds them (``images``/``labels`` of fastreg's tensor datasets, ``data``/
+    ``targets`` of torchvision's MNIST-style and CIFAR datasets: the stored pixels, before the transform, which the
+    resolution in the cache name fixes), else every ``(image, label)`` item. Shapes and dtypes are hashed too."""
+    digest = hashlib.sha256()
+    for array in _raw_arrays(dataset):
+        array = array.detach().cpu().contiguous() if torch.is_tensor(array) else torch.as_tensor(array)
+        digest.update(f"{tuple(array.shape)}:{array.dtype};".encode())
+        digest.update(array.contiguous().view(torch.uint8).numpy().tobytes() if array.numel() else b"")
+    return digest.hexdigest()[:16]
+
+
+def _raw_arrays(dataset) -> tuple:
+    for images, labels in (("images", "labels"), ("data", "targets")):
+        x, y = getattr(dataset, images, None), getattr(dataset, labels, None)
+        if x is not None and y is not None and hasattr(x, "shape"):
+            return torch.as_tensor(x), torch.as_tensor(y)
+    return labelled_images(dataset)
 
 
 def held_out_split(labels: torch.Tensor, fraction: float = HELD_OUT_FRACTION,
@@ -122,7 +151,8 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, steps: int = TR
         optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
         model.train()
-        for _ in tqdm(range(steps), desc="training the FID classifier", unit="step", disable=None, leave=False):
+        for _ in tqdm(range(steps), desc="training the FID classifier", unit="step", disable=None, leave=False,
+                      file=sys.stderr):
             index = torch.randint(len(images), (BATCH_SIZE,), generator=generator)
             loss = F.cross_entropy(model(augment(images[index], generator)), labels[index])
             optimizer.zero_grad(set_to_none=True)
@@ -153,33 +183,41 @@ def labelled_images(dataset) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([image for image, _ in pairs]).float(), torch.tensor([int(label) for _, label in pairs])
 
 
-def cache_path(dataset: str, resolution: int) -> str:
+def cache_path(dataset: str, resolution: int, content: str) -> str:
+    """The cache file of the classifier of ``dataset`` at ``resolution`` trained on data of hash ``content``."""
     safe = dataset.replace(":", "-").replace("/", "-")
-    return os.path.join(cache_dir(), "classifiers", f"{safe}-r{resolution}-v{CACHE_VERSION}.pt")
+    return os.path.join(cache_dir(), "classifiers", f"{safe}-r{resolution}-{content}-v{CACHE_VERSION}.pt")
 
 
 def load_or_train_classifier(dataset: str, resolution: int, root: str | None = None) -> TrainedClassifier:
-    """The cached classifier of ``dataset`` at ``resolution``, trained (and cached) on first use."""
-    path = cache_path(dataset, resolution)
+    """The cached classifier of ``dataset`` (under ``root``) at ``resolution``, trained (and cached) on first use;
+    keyed by the data's content (:func:`data_hash`), so another root's data gets its own classifier."""
+    from .. import data
+
+    source = data.get_dataset(dataset, resolution=resolution, root=root)
+    content = data_hash(source)
+    path = cache_path(dataset, resolution, content)
     if os.path.exists(path):
         try:
-            return _load_cached(path, dataset, resolution)
+            return _load_cached(path, dataset, resolution, content)
         except (ValueError, KeyError, TypeError, RuntimeError, OSError) as exc:
             detail = str(exc).replace(f"{path} is damaged: ", "")
             warnings.warn(f"FID classifier cache {path} is damaged ({type(exc).__name__}: {detail}); training "
                           f"the classifier again and replacing the file", stacklevel=2)
-    from .. import data
-
-    images, labels = labelled_images(data.get_dataset(dataset, resolution=resolution, root=root))
+    images, labels = labelled_images(source)
     train, held = held_out_split(labels)
+    print(f"fastreg: training the FID classifier of {dataset} at {resolution}x{resolution} ({len(train)} images, "
+          f"{TRAIN_STEPS} steps; cached in {path})", file=sys.stderr, flush=True)
     model = train_classifier(images[train], labels[train])
     result = TrainedClassifier(model, dataset, resolution, accuracy(model, images[held], labels[held]), len(held),
-                               path, trained_now=True)
+                               path, trained_now=True, data_hash=content)
+    print(f"fastreg: FID classifier of {dataset}: {result.held_out_accuracy:.1%} accuracy on {len(held)} held-out "
+          f"images", file=sys.stderr, flush=True)
     _save(result, images.shape[1], int(labels.max()) + 1)
     return result
 
 
-def _load_cached(path: str, dataset: str, resolution: int) -> TrainedClassifier:
+def _load_cached(path: str, dataset: str, resolution: int, content: str = "") -> TrainedClassifier:
     from ..torch_files import load_verified
 
     state = load_verified(path)
@@ -189,7 +227,10 @@ def _load_cached(path: str, dataset: str, resolution: int) -> TrainedClassifier:
         model = ImageClassifier(int(state["channels"]), int(state["classes"]), resolution)
     model.load_state_dict(state["model"])
     held_accuracy, count = float(state["held_out_accuracy"]), int(state["held_out_count"])
-    return TrainedClassifier(model.eval(), dataset, resolution, held_accuracy, count, path, trained_now=False)
+    if state.get("data_hash", content) != content:
+        raise ValueError(f"it was trained on data of hash {state['data_hash']}, not {content}")
+    return TrainedClassifier(model.eval(), dataset, resolution, held_accuracy, count, path, trained_now=False,
+                             data_hash=content)
 
 
 def _save(result: TrainedClassifier, channels: int, classes: int) -> None:
@@ -198,5 +239,6 @@ def _save(result: TrainedClassifier, channels: int, classes: int) -> None:
     temporary = f"{result.path}.{os.getpid()}.tmp"
     torch.save({"model": result.model.state_dict(), "channels": channels, "classes": classes,
                 "held_out_accuracy": result.held_out_accuracy, "held_out_count": result.held_out_count,
-                "split_seed": SPLIT_SEED, "held_out_fraction": HELD_OUT_FRACTION}, temporary)
+                "split_seed": SPLIT_SEED, "held_out_fraction": HELD_OUT_FRACTION, "data_hash": result.data_hash},
+               temporary)
     os.replace(temporary, result.path)

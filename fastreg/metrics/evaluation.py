@@ -10,7 +10,9 @@ Generated samples are drawn, embedded and folded into the Gaussian fit batch by 
 their features (float32, for KID's subsets) are kept, never all the images.
 
 Result keys name their extractor: ``fid/<extractor>``, ``kid/<extractor>`` (KID's spread over
-subsets in ``kid_std/<extractor>``, the FID's imaginary residue in ``fid_residue/<extractor>``);
+subsets in ``kid_std/<extractor>``, the FID's imaginary residue in ``fid_residue/<extractor>``, and for a
+classifier extractor its held-out accuracy in ``classifier_accuracy/<extractor>``, so every FID says how good
+its features are);
 toy mixtures give ``wasserstein_1``, ``modes_covered`` and
 ``high_quality`` (plus FID/KID when an extractor is asked for explicitly).
 """
@@ -93,8 +95,12 @@ class Evaluator:
         name = self.extractor.name
         fid = stats_frechet(real_stats, fake_stats)
         result = kid(real, fake, subsets=self.kid_subsets, generator=torch.Generator().manual_seed(self.seed))
-        return {f"fid/{name}": fid.distance, f"fid_residue/{name}": fid.imaginary_residue,
-                f"kid/{name}": result.mean, f"kid_std/{name}": result.std}
+        metrics = {f"fid/{name}": fid.distance, f"fid_residue/{name}": fid.imaginary_residue,
+                   f"kid/{name}": result.mean, f"kid_std/{name}": result.std}
+        classifier = getattr(self.extractor, "classifier", None)
+        if classifier is not None:
+            metrics[f"classifier_accuracy/{name}"] = classifier.held_out_accuracy
+        return metrics
 
     def toy_metrics(self, fake: torch.Tensor) -> dict:
         coverage = mode_coverage(fake, self.mixture.modes, self.mixture.sigma)
@@ -123,6 +129,8 @@ def describe(result: dict) -> str:
         elif kind == "kid":
             spread = result.get(f"kid_std/{name}", 0.0)
             parts.append(f"KID[{name}] {value:.5f}" + (f" +- {spread:.5f}" if spread else ""))
+        elif kind == "classifier_accuracy":
+            parts.append(f"(classifier held-out accuracy {value:.1%})")
         elif key == "wasserstein_1":
             parts.append(f"W1 {value:.4f}")
         elif key in ("modes_covered", "high_quality"):

@@ -14,6 +14,10 @@ section 7), so a result is always reported as ``fid/<name>``. An extractor is ch
   downloads the weights. Name ``inception:<file stem>``: these features are close to, but not
   identical with, the TensorFlow Inception of the original FID code, so their FIDs are not
   comparable with published numbers either.
+- ``pytorch-fid-inception[:<weights file>|random]``: the FID Inception of the ``pytorch-fid``
+  package with its FID weights (:mod:`fastreg.metrics.pytorch_fid_inception`): the extractor whose
+  FIDs are comparable with published ones. Name ``pytorch-fid-inception`` (or with the file stem,
+  or ``:random-init`` for the tests' randomly initialised network).
 - ``raw``: the samples themselves, flattened (toy data, tests). Name ``raw``.
 - ``auto``: Inception when ``$FASTREG_INCEPTION_WEIGHTS`` is set, otherwise ``raw`` for toy
   mixtures and ``classifier:<dataset>`` for image datasets.
@@ -29,7 +33,8 @@ import torch.nn.functional as F
 
 INCEPTION_ENV = "FASTREG_INCEPTION_WEIGHTS"
 INCEPTION_SIZE = 299
-SPEC_HELP = "auto, classifier[:<dataset>], inception[:<weights file>] or raw"
+SPEC_HELP = ("auto, classifier[:<dataset>], inception[:<weights file>], pytorch-fid-inception[:<weights file>|random] "
+             "or raw")
 
 
 class FeatureExtractor:
@@ -127,7 +132,7 @@ def check_spec(spec: str) -> None:
     kind, _, argument = spec.partition(":") if isinstance(spec, str) else ("", "", "")
     if kind in ("auto", "raw") and not argument:
         return
-    if kind in ("classifier", "inception") and (argument or ":" not in spec):
+    if kind in ("classifier", "inception", "pytorch-fid-inception") and (argument or ":" not in spec):
         return
     raise ValueError(f"extractor: unknown spec {spec!r}; expected {SPEC_HELP}")
 
@@ -154,11 +159,15 @@ def resolve_spec(spec: str, data: str | None) -> str:
 def make_extractor(spec: str = "auto", data: str | None = None, resolution: int | None = None,
                    device: torch.device | str = "cpu", root: str | None = None) -> FeatureExtractor:
     """The extractor of ``spec`` for samples of dataset ``data`` at ``resolution`` (see the module doc);
-    ``root`` is ``data``'s folder (used when the classifier is trained on ``data`` itself)."""
+    ``root`` is the data folder of the classifier's dataset (``$FASTREG_DATA`` or ``./data`` when None)."""
     spec = resolve_spec(spec, data)
     kind, _, argument = spec.partition(":")
     if kind == "raw":
         return RawFeatures(device)
+    if kind == "pytorch-fid-inception":
+        from .pytorch_fid_inception import PytorchFidInception
+
+        return PytorchFidInception(argument or None, device)
     if kind == "inception":
         weights = argument or os.environ.get(INCEPTION_ENV)
         if not weights:
@@ -167,4 +176,4 @@ def make_extractor(spec: str = "auto", data: str | None = None, resolution: int 
         return InceptionFeatures(weights, device)
     if resolution is None:
         raise ValueError(f"resolution: the {spec} extractor needs the images' resolution")
-    return ClassifierFeatures(argument, resolution, device, root=root if argument == data else None)
+    return ClassifierFeatures(argument, resolution, device, root=root)

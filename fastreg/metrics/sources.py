@@ -207,7 +207,11 @@ def compare(a: Source, b: Source, extractor: str = "auto", samples: int = 1000, 
     fid = stats_frechet(stats_a, stats_b)
     spread = kid(feats_a, feats_b, subsets=kid_subsets, generator=torch.Generator().manual_seed(seed))
     name = features.name
-    return {"a": a.label, "b": b.label, "samples_a": stats_a.count, "samples_b": stats_b.count,
-            "extractor": name, "resolution": resolution,
-            f"fid/{name}": fid.distance, f"fid_residue/{name}": fid.imaginary_residue,
-            f"kid/{name}": spread.mean, f"kid_std/{name}": spread.std}
+    result = {"a": a.label, "b": b.label, "samples_a": stats_a.count, "samples_b": stats_b.count,
+              "extractor": name, "resolution": resolution,
+              f"fid/{name}": fid.distance, f"fid_residue/{name}": fid.imaginary_residue,
+              f"kid/{name}": spread.mean, f"kid_std/{name}": spread.std}
+    classifier = getattr(features, "classifier", None)
+    if classifier is not None:  # how good the features are travels with every FID they give
+        result[f"classifier_accuracy/{name}"] = classifier.held_out_accuracy
+    return result

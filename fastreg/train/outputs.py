@@ -45,6 +45,8 @@ def save_samples(trainer) -> str:
 def log_record(trainer, means: dict, wall_time: float) -> dict:
     """One metrics.jsonl record: the logged means, the schedules' values, the counters."""
     steps, step = trainer.steps, trainer.step
+    if not steps.regularizer.has_penalty:  # no penalty computed: no "penalty" field (not a NaN as the string "nan")
+        means = {k: v for k, v in means.items() if k != "penalty"}
     return {"step": step, **means, "gamma": steps.gamma(step) if steps.regularizer.has_penalty else 0.0,
             "sigma": steps.sigma(step), "lens_lambda": steps.lens_lambda(step) if steps.lens else 0.0,
             "d_steps": steps.d_steps, "wall_time": wall_time, "nonfinite_skipped": trainer.guard.skipped,
