@@ -105,7 +105,7 @@ def run_demo(out: str = "runs/demo", scale: Scale | None = None, jobs: int = 1, 
     configs = demo_configs(out, scale)
     prepare_output(out, demo_entries(configs))
     if any(c.data == "digits" for c in configs.values()):  # the FID classifier once, before the runs share it
-        from .metrics.extractors import make_extractor
+        from ..metrics.extractors import make_extractor
 
         make_extractor(DIGITS_EXTRACTOR, "digits", scale.resolution)
     if jobs > 1:
@@ -208,7 +208,7 @@ def summarize(run: Run, scale: Scale) -> dict:
 def toy_scores(trainer, scale: Scale) -> dict:
     """The toy run's final W1 and modes over :data:`TOY_REPEATS` independent draws of ``scale.eval_samples`` generated
     and mixture points (:func:`fastreg.metrics.toy.repeated_scores`: mean, spread, floor)."""
-    from .metrics.toy import repeated_scores
+    from ..metrics.toy import repeated_scores
 
     c = trainer.config
     mixture = data.get_dataset(c.data, seed=c.seed)
