@@ -367,6 +367,18 @@ def test_toy_gate_needs_a_trained_baseline():
     assert [c.held for c in claims] == [INCONCLUSIVE, INCONCLUSIVE] and "covers no mode" in claims[0].reason
 
 
+def test_toy_gate_names_every_seed_that_did_not_leave_its_start():
+    # the thread-dependent demo: on seed 1 the unregularized run stayed at 0 modes, the others trained
+    reg = {s: toy_result(7, 0.1) for s in (0, 1, 2)}
+    unreg = {0: toy_result(7, 0.2), 1: toy_result(0, 2.0), 2: toy_result(7, 0.2)}
+    claims = toy_claims(reg, unreg)
+    assert [c.held for c in claims] == [INCONCLUSIVE, INCONCLUSIVE]
+    assert "unregularized seed 1 covers no mode" in claims[0].reason and "seed 0" not in claims[0].reason
+    stuck_reg = {**reg, 2: toy_result(0, 2.0)}
+    reason = toy_claims(stuck_reg, {s: toy_result(7, 0.2) for s in (0, 1, 2)})[1].reason
+    assert reason.startswith("regime not reached: regularized seed 2 covers no mode")
+
+
 def test_noise_rule():
     roth, none = [10.0, 11.0, 12.0], [30.0, 31.0, 32.0]
     assert [c.held for c in noise_claims(roth, none, {0.1: [20.0, 21.0, 22.0], 1.0: [50.0, 51.0, 52.0]},

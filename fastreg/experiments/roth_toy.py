@@ -73,9 +73,11 @@ def _toy_bars(results: dict, seeds, out: str) -> str:
 
 
 def toy_claims(reg: dict[int, dict], unreg: dict[int, dict]) -> list[Claim]:
-    """``reg``/``unreg``: seed -> {modes_covered, n_modes, wasserstein_1}. Gate: the unregularized baseline
-    trained (covers at least one mode on a majority of seeds); with no mode on either side the budget is
-    below the toy's regime (the former demo: 0/7 for both after 2,000 steps)."""
+    """``reg``/``unreg``: seed -> {modes_covered, n_modes, wasserstein_1}. Gate: every run of both sides left its
+    start (covers at least one mode), else inconclusive naming the runs that did not: a seed stuck at 0 modes
+    makes the verdict depend on how that one run fell (the demo's seed 1 gave 0 vs 7 modes on 2 threads and 7 vs 7
+    on 1), and with no mode on either side the budget is below the toy's regime (the former demo: 0/7 for both
+    after 2,000 steps)."""
     seeds = sorted(reg)
     n_modes = max(r.get("n_modes", 7) for r in (*reg.values(), *unreg.values())) or 7
     modes = "; ".join(f"seed {s}: {reg[s]['modes_covered']} vs {unreg[s]['modes_covered']}" for s in seeds)
@@ -94,6 +96,8 @@ def toy_claims(reg: dict[int, dict], unreg: dict[int, dict]) -> list[Claim]:
               majority([lower(reg[s]["wasserstein_1"], unreg[s]["wasserstein_1"]) for s in seeds]),
               "W1 lower with the regularizer on a majority of seeds."),
     ]
-    trained = majority([unreg[s]["modes_covered"] >= 1 for s in seeds]) == HELD
-    return gate(claims, trained, "regime not reached: the unregularized baseline covers no mode on most seeds "
-                                 "(the budget is below the toy's regime); train longer")
+    stuck = [f"{side} seed {s}" for side, runs in (("unregularized", unreg), ("regularized", reg)) for s in seeds
+             if runs[s]["modes_covered"] < 1]
+    return gate(claims, not stuck, f"regime not reached: {', '.join(stuck)} covers no mode (the run did not leave "
+                                   "its start at this budget, so a mode count there does not measure the "
+                                   "regularizer); train longer")
