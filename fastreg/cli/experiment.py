@@ -24,11 +24,12 @@ def add(commands) -> None:
     p.add_argument("--out", default="runs/experiments", help="parent folder: results land in OUT/NAME/")
     p.add_argument("--data", default=None,
                    help="image dataset of the image experiments (default digits; roth-toy: a toy set; "
-                        "roth-stability-grid always runs on mnist-5k, its declared protocol)")
+                        "roth-stability-grid and stacked-mnist always run on mnist-5k and stacked-mnist-5k, "
+                        "their declared protocols)")
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="seeds (multi-seed experiments use all, the others the first; default: the scale's)")
     p.add_argument("--jobs", type=int, default=1,
-                   help="independent runs trained at once, one process each (roth-stability-grid)")
+                   help="independent runs trained at once, one process each (roth-stability-grid, stacked-mnist)")
     p.add_argument("--data-root", default=None,
                    help="folder of --data, as on fastreg train (default: $FASTREG_DATA, else ./data)")
     add_download_option(p)
@@ -38,16 +39,17 @@ def add(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import data
-    from ..experiments import SCALES, check_name, run_all, run_experiment
+    from ..experiments import FIXED_DATA, SCALES, check_name, run_all, run_experiment
 
     try:
         check_name(args.name)
     except ValueError as exc:
         print(f"fastreg experiment: {exc}", file=sys.stderr)
         return 2
-    if args.name == "roth-stability-grid" and args.data not in (None, "mnist-5k"):
-        print(f"fastreg experiment: data: roth-stability-grid runs on mnist-5k (its declared protocol), got "
-              f"{args.data!r}", file=sys.stderr)
+    fixed = FIXED_DATA.get(args.name)
+    if fixed is not None and args.data not in (None, fixed):
+        print(f"fastreg experiment: data: {args.name} runs on {fixed} (its declared protocol), got {args.data!r}",
+              file=sys.stderr)
         return 2
     args.data = args.data or "digits"
     if args.data.partition(":")[0] not in data.available():

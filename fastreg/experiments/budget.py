@@ -55,6 +55,8 @@ class Scale:
     tempered_steps: int              # tempered: generator steps of each run
     grid_steps: int                  # roth-stability-grid: generator steps of each run
     grid_cells: int | None           # roth-stability-grid: the first N cells of the declared grid (None: all 18)
+    stacked_steps: int               # stacked-mnist: generator steps of each run
+    mode_samples: int                # stacked-mnist: generated samples whose modes are counted (VEEGAN, PacGAN)
 
     def settings(self) -> dict:
         return asdict(self)
@@ -75,7 +77,8 @@ FULL = Scale(name="full", image_steps=20_000, toy_steps=100_000, resolution=32, 
              noise_levels=(0.01, 0.05, 0.1, 0.5, 1.0), critic_g_steps=2000, critic_ratio=50, fixed_g_d_steps=5000,
              fixed_g_epochs=5, epochs=(1, 10, 25), epoch_steps=None, fresh_d_steps=4000, record_every=100,
              probe_batches=10, cross_steps=20_000, cross_samples=10_000, hist_samples=5000, toy_samples=10_000,
-             lens_width=64, lens_k=10_000, tempered_steps=20_000, grid_steps=20_000, grid_cells=None)
+             lens_width=64, lens_k=10_000, tempered_steps=20_000, grid_steps=20_000, grid_cells=None,
+             stacked_steps=20_000, mode_samples=26_000)
 
 CPU = Scale(name="cpu", image_steps=600, toy_steps=12_000, resolution=16, width=16, eval_points=4,
             eval_samples=500, extractor="auto", seeds=(0, 1, 2), architectures=("dcgan", "dcgan-nobn"),
@@ -83,12 +86,13 @@ CPU = Scale(name="cpu", image_steps=600, toy_steps=12_000, resolution=16, width=
             critic_ratio=50, fixed_g_d_steps=1500, fixed_g_epochs=5, epochs=(1, 10, 25), epoch_steps=None,
             fresh_d_steps=4000, record_every=200, probe_batches=10, cross_steps=10_000, cross_samples=2000,
             hist_samples=1000, toy_samples=5000, lens_width=16, lens_k=None, tempered_steps=400, grid_steps=600,
-            grid_cells=None)
+            grid_cells=None, stacked_steps=2000, mode_samples=26_000)
 
 # The cpu scale cut to about 20 minutes for the whole suite: only what differs from it.
 QUICK = replace(CPU, name="quick", image_steps=250, toy_steps=3000, noise_levels=(0.2, 1.0), critic_g_steps=20,
                 fixed_g_d_steps=250, fixed_g_epochs=2, fresh_d_steps=800, record_every=100, cross_steps=600,
-                cross_samples=1000, toy_samples=2000, lens_width=8, tempered_steps=150, grid_steps=200, grid_cells=6)
+                cross_samples=1000, toy_samples=2000, lens_width=8, tempered_steps=150, grid_steps=200, grid_cells=6,
+                stacked_steps=400, mode_samples=10_000)
 
 # A few steps of everything: the test suite's smoke scale (raw-pixel FID, no classifier to train).
 TINY = Scale(name="tiny", image_steps=3, toy_steps=4, resolution=8, width=8, eval_points=1, eval_samples=40,
@@ -96,6 +100,6 @@ TINY = Scale(name="tiny", image_steps=3, toy_steps=4, resolution=8, width=8, eva
              noise_levels=(0.1, 1.0), critic_g_steps=2, critic_ratio=3, fixed_g_d_steps=3, fixed_g_epochs=1,
              epochs=(1, 2), epoch_steps=1, fresh_d_steps=4, record_every=2, probe_batches=3, cross_steps=3,
              cross_samples=40, hist_samples=40, toy_samples=200, lens_width=4, lens_k=None, tempered_steps=2,
-             grid_steps=3, grid_cells=2)
+             grid_steps=3, grid_cells=2, stacked_steps=3, mode_samples=300)
 
 SCALES = {"tiny": TINY, "quick": QUICK, "cpu": CPU, "full": FULL}

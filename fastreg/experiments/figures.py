@@ -134,3 +134,24 @@ def heatmap_panels(panels: dict[str, list[list[float]]], notes: dict[str, list[l
     if image is not None:
         fig.colorbar(image, ax=axes[0, -1], label=label, shrink=0.8)
     return save_figure(fig, plt, path)
+
+
+def mode_histograms(histograms: dict[str, dict[int, list[int]]], path: str, expected: float | None = None) -> str:
+    """One panel per method: each seed's mode histogram (samples per mode) sorted from the most to the least
+    generated mode, on a log scale (an empty mode drawn at the bottom), with the uniform count as a dashed line."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(histograms), figsize=(2.8 * len(histograms), 2.8), squeeze=False, sharey=True)
+    for ax, (label, per_seed) in zip(axes[0], histograms.items()):
+        for i, (seed, counts) in enumerate(per_seed.items()):
+            ranked = sorted(counts, reverse=True)
+            ax.plot(range(1, len(ranked) + 1), [max(c, 0.5) for c in ranked], lw=1, color=f"C{i}",
+                    label=f"seed {seed}: {sum(c > 0 for c in ranked)} modes")
+        if expected is not None:
+            ax.axhline(expected, color="k", ls="--", lw=0.8)
+        ax.set_yscale("log")
+        ax.set_xlabel("mode rank")
+        ax.set_title(label, fontsize=8)
+        ax.legend(fontsize=6)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("samples per mode")
+    return save_figure(fig, plt, path)

@@ -28,24 +28,22 @@ folder; a killed grid re-run with the same command reuses them and redoes only t
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass
 
 import torch
 
-from ..train.config import from_dict, to_dict
-from ..train.metrics_log import jsonable
+from ..train.config import to_dict
 from . import figures
 from .budget import Scale
 from .claims import fmt
 from .failure_rule import (MIN_CLASS_SHARE, MIN_CLASSES, NOISE_SIGMA, classes_covered, failure, grid_claims)
 from .report import Report
 from .roth import ARCHITECTURES, METHODS, architecture
-from .runs import Run, command, image_config, sample_images, train_run
+from .parallel_runs import as_run, run_tasks, write_outcome
+from .runs import command, image_config, sample_images, train_run
 
 GRID_DATA = "mnist-5k:train"       # what every run trains on
 HELD_OUT_DATA = "mnist-5k:test"    # never trained on: the data floor
@@ -58,7 +56,6 @@ ADAM_BETA2 = 0.999
 RATIOS = (1, 5)
 GRID_METHODS = ("ns", "roth-annealed")
 COVERAGE_SEED = 7
-OUTCOME = "outcome.json"
 SAMPLES = "samples.pt"
 
 
@@ -138,68 +135,8 @@ def run_one(task: dict) -> dict:
     outcome = {"name": task["name"], "cell": task["cell"], "method": task["method"], "seed": config.seed,
                "summary": run.summary(), "covered": covered, "class_counts": counts, "config": to_dict(run.config),
                "command": command(config)}
-    write_json(os.path.join(config.out, OUTCOME), outcome)
+    write_outcome(config, outcome)
     return outcome
-
-
-def write_json(path: str, value) -> None:
-    temporary = f"{path}.{os.getpid()}.tmp"
-    with open(temporary, "w") as f:
-        json.dump(jsonable(value), f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
-
-
-def finished_outcome(config) -> dict | None:
-    """The outcome a killed or earlier grid left for this exact run, else None."""
-    path = os.path.join(config.out, OUTCOME)
-    try:
-        with open(path) as f:
-            outcome = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return outcome if outcome.get("command") == command(config) else None
-
-
-def run_tasks(tasks: list[dict], jobs: int) -> list[dict]:
-    """Every task's outcome (finished ones reused), ``jobs`` processes at a time, with runs done / total and ETA."""
-    from tqdm.auto import tqdm
-
-    outcomes = {t["name"]: finished_outcome(t["config"]) for t in tasks}
-    todo = [t for t in tasks if outcomes[t["name"]] is None]
-    bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc="roth-stability-grid", unit="run",
-               disable=None)
-    start, done = time.perf_counter(), 0
-
-    def finished(outcome: dict) -> None:
-        nonlocal done
-        outcomes[outcome["name"]] = outcome
-        done += 1
-        bar.update(1)
-        if bar.disable:  # no terminal: one line per run instead of a bar
-            elapsed = time.perf_counter() - start
-            eta = elapsed / done * (len(todo) - done)
-            print(f"roth-stability-grid: {len(tasks) - len(todo) + done}/{len(tasks)} runs, {elapsed / 60:.1f} min, "
-                  f"ETA {eta / 60:.1f} min ({outcome['name']})", file=sys.stderr, flush=True)
-
-    if jobs <= 1:
-        for task in todo:
-            finished(run_one(task))
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for future in as_completed([pool.submit(run_one, t) for t in todo]):
-                finished(future.result())
-    bar.close()
-    return [outcomes[t["name"]] for t in tasks]
-
-
-def as_run(outcome: dict) -> Run:
-    s = outcome["summary"]
-    return Run(outcome["name"], from_dict(outcome["config"]), float(s["seconds"]), s["diverged"], s["evaluations"])
 
 
 def stability_grid(out: str, scale: Scale, data: str, jobs: int = 1) -> Report:
@@ -213,7 +150,7 @@ def stability_grid(out: str, scale: Scale, data: str, jobs: int = 1) -> Report:
     tau = thresholds["threshold"]
     tasks = [{"name": f"{c.name} / {m} / seed {s}", "cell": c.name, "method": m, "samples": samples, "threads": 1,
               "config": cell_config(scale, c, m, s, out)} for c in cells for m in GRID_METHODS for s in seeds]
-    outcomes = {(o["cell"], o["method"], o["seed"]): o for o in run_tasks(tasks, jobs)}
+    outcomes = {(o["cell"], o["method"], o["seed"]): o for o in run_tasks(tasks, jobs, "roth-stability-grid", run_one)}
     why = {k: failure(o["summary"]["diverged"], _final_fid(o), o["covered"], tau) for k, o in outcomes.items()}
     pairs_by_cell = [[(why[(c.name, "ns", s)] is not None, why[(c.name, "roth-annealed", s)] is not None)
                       for s in seeds] for c in cells]

@@ -18,6 +18,9 @@ section 7), so a result is always reported as ``fid/<name>``. An extractor is ch
   package with its FID weights (:mod:`fastreg.metrics.pytorch_fid_inception`): the extractor whose
   FIDs are comparable with published ones. Name ``pytorch-fid-inception`` (or with the file stem,
   or ``:random-init`` for the tests' randomly initialised network).
+  On a stacked dataset (:data:`fastreg.data.STACKED_DIGITS`: ``stacked-mnist-5k``, ``color-mnist``) ``classifier``
+  means the classifier of its digits (``classifier:mnist-5k``, ``classifier:mnist``), applied to each channel
+  with the three channels' features side by side (384 features).
 - ``raw``: the samples themselves, flattened (toy data, tests). Name ``raw``.
 - ``auto``: Inception when ``$FASTREG_INCEPTION_WEIGHTS`` is set, otherwise ``raw`` for toy
   mixtures and ``classifier:<dataset>`` for image datasets.
@@ -84,6 +87,10 @@ class ClassifierFeatures(FeatureExtractor):
         if batch.dim() != 4 or batch.shape[-1] != self.resolution or batch.shape[-2] != self.resolution:
             raise ValueError(f"images: {self.name} was trained on {self.resolution}x{self.resolution} images, "
                              f"got shape {tuple(batch.shape)}")
+        channels = self.model.body[0].in_channels
+        if channels == 1 and batch.shape[1] > 1:  # stacked digits: each channel's features, side by side
+            n, c, h, w = batch.shape
+            return self.model.features(batch.reshape(n * c, 1, h, w)).reshape(n, -1)
         return self.model.features(batch)
 
 
@@ -152,7 +159,7 @@ def resolve_spec(spec: str, data: str | None) -> str:
         if data is None or data in datasets.TOY:
             raise ValueError(f"extractor: {spec!r} needs an image dataset with labels, got data={data!r}; "
                              f"name one, e.g. classifier:digits")
-        return f"classifier:{data}"
+        return f"classifier:{datasets.STACKED_DIGITS.get(data, data)}"
     return spec
 
 
