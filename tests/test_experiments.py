@@ -24,7 +24,7 @@ from fastreg.experiments.tempered import tempered_claims
 from fastreg.experiments.vral import vral_claims
 
 CLAIMS_PER_EXPERIMENT = {"roth-stability": 3, "roth-stability-grid": 2, "roth-cross-test": 2, "roth-toy": 2,
-                         "explicit-noise": 2, "arjovsky-vanishing": 4, "vral": 3, "tempered": 2}
+                         "explicit-noise": 2, "arjovsky-vanishing": 4, "vral": 3, "tempered": 2, "stacked-mnist": 3}
 IMAGE = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
 
 

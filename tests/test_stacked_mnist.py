@@ -139,3 +139,11 @@ def test_tiny_experiment_end_to_end(tmp_path, one_thread):
         assert (folder / name).read_bytes()[:4] == b"\x89PNG"
     again = run_experiment("stacked-mnist", str(tmp_path), TINY, "stacked-mnist-5k", jobs=1)   # reuses every run
     assert [r.seconds for r in again.runs] == [r.seconds for r in report.runs]
+    # the CLI form: fastreg fid on one of its runs reports the modes over --samples
+    from fastreg import cli
+
+    result_file = tmp_path / "fid.json"
+    run_dir = str(folder / "runs" / "ns-seed0")
+    assert cli.main(["fid", run_dir, "--samples", "300", "--extractor", "raw", "--json", str(result_file)]) == 0
+    result = json.loads(result_file.read_text())[run_dir]
+    assert 1 <= result["stacked_modes/classifier:mnist-5k"] <= 300 and result["stacked_kl/classifier:mnist-5k"] >= 0
