@@ -22,7 +22,8 @@ def nearest_mode(x, modes):
 
 def test_available_names():
     assert data.available() == sorted(["ring8", "grid25", "misspecified3d", "digits", "mnist-5k", "mnist",
-                                       "fashion-mnist", "cifar10", "celeba", "lsun", "imagefolder", "color-mnist"])
+                                       "fashion-mnist", "cifar10", "celeba", "lsun", "imagefolder", "color-mnist",
+                                       "stacked-mnist-5k"])
 
 
 def test_ring8_geometry_and_sampling():
