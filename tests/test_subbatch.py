@@ -112,3 +112,26 @@ def test_the_trainer_takes_the_sub_batch_penalty(tmp_path):
     trainer = Trainer(_config(reg="roth", reg_fraction=0.25, out=str(tmp_path / "run")).validate())
     out = trainer.iteration()
     assert math.isfinite(float(out["penalty"])) and float(out["penalty"]) > 0
+
+
+def test_the_amortized_study_settings_are_valid_runs(tmp_path):
+    """benchmarks/amortized_study.py's settings: each a valid config at the tiny scale, the same D for all."""
+    import importlib.util
+    import os
+
+    from fastreg.experiments import runs
+    from fastreg.experiments.budget import TINY
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks",
+                        "amortized_study.py")
+    spec = importlib.util.spec_from_file_location("amortized_study", path)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    assert set(study.SETTINGS) == {"unregularized", "exact", "lazy4", "lazy8", "lazy16", "subbatch0.25",
+                                   "finite-difference", "lazy4+subbatch0.5+fd"}
+    configs = {name: runs.image_config(TINY, "digits", str(tmp_path / name), 0, **fields)
+               for name, fields in study.SETTINGS.items()}
+    assert {c.resolved("d_norm") for c in configs.values()} == {"batch"}
+    combo = configs["lazy4+subbatch0.5+fd"]
+    assert (combo.reg_every, combo.reg_fraction, combo.penalty_grad) == (4, 0.5, "finite-difference")
+    assert study.CYCLE % 16 == 0
