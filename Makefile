@@ -71,10 +71,14 @@ test: lint build ctest pytest
 demo: build
 	$(PY) -m fastreg demo --out runs/demo
 
+# `make bench BENCH_THREADS=1`: one run at that many torch threads, into results/<device>-<n>thread.json; the run
+# records its load and calibration kernel and is judged noisy or not (benchmarks/quality.py).
+BENCH_THREADS ?= $(shell nproc)
 bench: build
 	mkdir -p benchmarks/results
-	$(PY) -m pytest benchmarks --benchmark-enable --benchmark-only \
-		--benchmark-json=benchmarks/results/$$($(PY) -c "from fastreg.ops import backend as b; print(b.device_tag())").json
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) -m pytest benchmarks --benchmark-enable --benchmark-only \
+		--benchmark-json=benchmarks/results/$$($(PY) -c "from fastreg.ops import backend as b; \
+		print(b.device_tag())")-$(BENCH_THREADS)thread.json
 	$(PY) benchmarks/report.py
 
 bench-report: venv

@@ -18,7 +18,8 @@ step; on the CPU from the profiler's allocation records (:func:`peak_step_memory
   - ``roth_exact``: fastreg's ``roth_penalty`` (fused op, double backward);
   - ``roth_fd``: fastreg's ``roth_penalty(penalty_grad="finite-difference")`` (first-order autograd only);
   - ``roth_fd_compiled_d``: the same with D ``torch.compile``'d (inductor; compilation untimed);
-  - ``roth_lazy4`` (dcgan only): exact Roth every 4th step with weight x4 (per-step mean of 4 steps).
+  - ``roth_lazy4`` (dcgan only): exact Roth every 4th step with weight x4 (per-step mean of 4 steps);
+  - ``roth_subbatch25``: exact Roth on a quarter of each batch's rows (``fraction=0.25``), the loss on all.
 
   The exact paths on the attention D run its math attention kernel (``attention="math"``): the fused
   kernel PyTorch picks on its own has no double backward. The finite-difference paths run the fused one.
@@ -119,6 +120,11 @@ def roth_anchor_compiled_step(D, opt, x_real, x_fake):
     roth_anchor_step(D, opt, x_real, x_fake, expression=_compiled_expression["fn"])
 
 
+def roth_subbatch25_step(D, opt, x_real, x_fake, gamma=ROTH_ANNEALED["gamma"]):
+    omega, v_real, v_fake = REGULARIZERS["roth"].penalty(D, x_real, x_fake, variant="ns", fraction=0.25)
+    step(opt, losses.d_loss("ns", v_real, v_fake) + gamma / 2 * omega)
+
+
 def roth_lazy4_steps(D, opt, x_real, x_fake):
     """Four D steps, the penalty on the first only with weight x4 (lazy regularization, k = 4)."""
     roth_step(D, opt, x_real, x_fake, weight_scale=4.0)
@@ -153,6 +159,7 @@ ROTH_IMPLS = {
     "roth_anchor_compiled": (roth_anchor_compiled_step, 1, "math", False),
     "roth_exact": (roth_step, 1, "math", False), "roth_fd": (roth_fd_step, 1, "auto", False),
     "roth_fd_compiled_d": (roth_fd_step, 1, "auto", True), "roth_lazy4": (roth_lazy4_steps, 4, "math", False),
+    "roth_subbatch25": (roth_subbatch25_step, 1, "math", False),
 }
 # group -> (D: "attention" or a DCGAN norm, baseline, anchor, {impl: ...})
 D_STEP_GROUPS = {
@@ -196,6 +203,7 @@ ITERATION_VARIANTS = {
     "ns_noise": {"variant": "ns", "noise": 0.1},
     "ns_compiled": {"variant": "ns", "compile": "forward"},
     "ns_roth_fd": {"variant": "ns", **ROTH_ANNEALED, "penalty_grad": FD},
+    "ns_roth_subbatch25": {"variant": "ns", **ROTH_ANNEALED, "reg_fraction": 0.25},
 }
 GRAPHED_VARIANTS = {  # CUDA only (on a CPU cuda_graphs falls back with a warning)
     "ns_cuda_graphs": {"variant": "ns", "cuda_graphs": True},

@@ -1,6 +1,25 @@
 import torch
 
 import fastreg
+import quality
+
+_SNAPSHOTS = {}
+
+
+def pytest_sessionstart(session):
+    """The load and the calibration kernel before the first benchmark (benchmarks/quality.py)."""
+    _SNAPSHOTS["before"] = quality.snapshot()
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    """The run's quality record: load and calibration before and after, this machine's idle calibration time,
+    and the verdict of :func:`quality.assess` (benchmarks/report.py recomputes it from the same record)."""
+    from fastreg.ops.backend import device_tag
+
+    key = quality.machine_key(device_tag(), torch.get_num_threads())
+    output_json["quality"] = {"before": _SNAPSHOTS.get("before") or quality.snapshot(), "after": quality.snapshot(),
+                              "machine": key, "idle_calibration_s": quality.load_idle().get(key)}
+    output_json["quality"]["verdict"] = quality.assess(output_json)
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

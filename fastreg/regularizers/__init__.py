@@ -8,6 +8,7 @@ r"""Discriminator regularizers and add-ons (docs/design.md section 3), one folde
 - :mod:`.finite_difference`: the penalties' parameter gradient without double backward
   (``penalty_grad="finite-difference"``);
 - :mod:`.lazy`: :class:`LazyRegularization` (the penalty every k-th D step, weight times k);
+- :mod:`.subbatch`: the penalty on a fraction of each batch's rows (``fraction``, the config's ``reg_fraction``);
 - :mod:`.addons`: :func:`instance_noise` (Arjovsky & Bottou 2017) and :func:`clip_weights_` (WGAN).
 
 A D step with the row of a run::
@@ -24,7 +25,7 @@ Renamed in this release (the old names still work for one release): ``gradient_p
 
 from __future__ import annotations
 
-from . import addons, finite_difference, lazy, penalties, table
+from . import addons, finite_difference, lazy, penalties, subbatch, table
 from .addons import WGAN_CLIP, clip_weights_, instance_noise
 from .lazy import LazyRegularization
 from .penalties import (FORWARD_MODES, PENALTY_GRADS, Penalty, couples_batch, gradient_penalty, r1_penalty, r2_penalty,
@@ -38,4 +39,4 @@ __all__ = ["D_NORMS", "FORWARD_MODES", "GP_LAMBDA", "LazyRegularization", "PENAL
            "PenaltyOptions", "REGULARIZERS", "REGULARIZER_FIELDS", "Regularizer", "WGAN_CLIP", "addons",
            "check_config", "clip_weights_", "couples_batch", "finite_difference", "gradient_penalty", "in_force",
            "instance_noise", "lazy", "penalties", "r1_penalty", "r2_penalty", "random_interpolate",
-           "resolve_forward", "roth_penalty", "table", "wgan_gp_penalty"]
+           "resolve_forward", "roth_penalty", "subbatch", "table", "wgan_gp_penalty"]

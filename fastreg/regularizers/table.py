@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 from .penalties import FORWARD_MODES, Penalty, r1_penalty, r2_penalty, roth_penalty, wgan_gp_penalty
+from .subbatch import check_fraction, subbatch_penalty
 
 D_NORMS = ("batch", "layer", "none")
 __all__ = ["D_NORMS", "FORWARD_MODES", "PenaltyOptions", "REGULARIZERS", "REGULARIZER_FIELDS", "Regularizer",
@@ -58,6 +59,7 @@ class PenaltyOptions(NamedTuple):
     scaler: object = None         # torch.amp.GradScaler, or None
     penalty_grad: str = "exact"   # exact or finite-difference
     generator: object = None      # torch.Generator of WGAN-GP's interpolation weights, or None (the default one)
+    fraction: float = 1.0         # the sub-batch penalty: the penalty on this fraction of each batch's rows
 
 
 # --- the penalty calls: each returns the penalty and D's logits on both batches -----------------------
@@ -115,12 +117,16 @@ class Regularizer:
         return self.compute is not None
 
     def penalty(self, D, x_real, x_fake, *, variant: str = "ns", forward: str = "auto", scaler=None,
-                penalty_grad: str = "exact", generator=None) -> Penalty:
+                penalty_grad: str = "exact", generator=None, fraction: float = 1.0) -> Penalty:
         """This regularizer's (unweighted) penalty on a real and a fake batch, with D's logits on both:
-        ``Penalty(penalty, v_real, v_fake)``; the D loss adds ``loss_weight(gamma) * penalty``."""
+        ``Penalty(penalty, v_real, v_fake)``; the D loss adds ``loss_weight(gamma) * penalty``. ``fraction`` < 1:
+        the sub-batch penalty (:func:`fastreg.regularizers.subbatch.subbatch_penalty`)."""
         if self.compute is None:
             raise ValueError(f"regularizer {self.name!r} has no penalty")
-        return self.compute(D, x_real, x_fake, PenaltyOptions(variant, forward, scaler, penalty_grad, generator))
+        options = PenaltyOptions(variant, forward, scaler, penalty_grad, generator, check_fraction(fraction))
+        if fraction == 1:
+            return self.compute(D, x_real, x_fake, options)
+        return subbatch_penalty(self.compute, D, x_real, x_fake, options)
 
     def applies_to(self, variant: str) -> bool:
         if variant in self.except_variants:
@@ -170,7 +176,7 @@ REGULARIZERS: dict[str, Regularizer] = {r.name: r for r in (
 )}
 
 # Config fields that belong to the regularizer: a like-for-like comparison changes only these.
-REGULARIZER_FIELDS = ("reg", "gamma", "gamma_anneal", "reg_every", "d_forward")
+REGULARIZER_FIELDS = ("reg", "gamma", "gamma_anneal", "reg_every", "reg_fraction", "d_forward")
 
 
 def in_force(variant: str, reg: str = "none") -> Regularizer:
@@ -184,11 +190,16 @@ def in_force(variant: str, reg: str = "none") -> Regularizer:
 
 
 def check_config(variant: str, reg: str, *, d_forward: str = "auto", gamma_anneal: float | None = None,
-                 penalty_grad: str = "exact", model: str = "dcgan", compile: str = "none") -> Regularizer:
+                 penalty_grad: str = "exact", model: str = "dcgan", compile: str = "none",
+                 reg_fraction: float = 1.0) -> Regularizer:
     """The regularizer rules of a run's config; returns the row in force, or raises ValueError whose message
     starts with the field's name (the config turns it into a ConfigError). ``reg``, ``d_forward`` and
     ``penalty_grad`` must be known names (the config checks them first)."""
     row, chosen = in_force(variant, reg), REGULARIZERS[reg]
+    check_fraction(reg_fraction, "reg_fraction")
+    if reg_fraction != 1 and not row.has_penalty:
+        raise ValueError(f"reg_fraction: {reg_fraction:g} takes the penalty on a sub-batch, but variant {variant!r} "
+                         "with reg none has no penalty")
     if variant == "wgan" and chosen.has_penalty:
         raise ValueError("reg: wgan bounds D by weight clipping; for a gradient penalty use variant wgan-gp")
     if not chosen.applies_to(variant):

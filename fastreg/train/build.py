@@ -117,6 +117,8 @@ def describe_networks(config: TrainConfig) -> str:
         weight += f" annealed by {config.gamma_anneal:g}^(t/{config.steps})"
     forward = f", {config.d_forward} real/fake forwards" if spec.shares_logits else ""
     every = f", every {config.reg_every} D steps" if config.reg_every > 1 else ""
+    every += f", on {config.reg_fraction:g} of each batch's rows" if config.reg_fraction < 1 else ""
+    every += f", {config.penalty_grad} gradient" if config.penalty_grad != "exact" else ""
     return f"{nets}; variant {config.variant}, reg {reg} ({weight}{every}{forward})"
 
 

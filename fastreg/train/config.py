@@ -52,9 +52,12 @@ class TrainConfig:
                 "batch norm is refused"})
     penalty_grad: str = field(default="exact", metadata={
         "help": "the penalty's parameter gradient: exact (double backward through D) or finite-difference (the "
-                "same penalty value, a central-difference gradient with first-order autograd only; works with "
+                "same penalty value, a one-sided finite-difference gradient with first-order autograd only; works with "
                 "compile=forward and fused attention; fastreg.regularizers.finite_difference)"})
     reg_every: int = field(default=1, metadata={"help": "lazy regularization: penalty every k D steps, weight x k"})
+    reg_fraction: float = field(default=1.0, metadata={
+        "help": "sub-batch penalty: the penalty on this fraction of each batch's rows, in (0, 1] (an unbiased "
+                "estimate of the batch's; fastreg.regularizers.subbatch); 1 = every row"})
     noise: float = field(default=0.0, metadata={"help": "instance noise sigma_0 (Arjovsky & Bottou); 0 = off"})
     noise_schedule: str = field(default="linear", metadata={"help": "noise decay to 0: constant, linear, exponential"})
     lens: bool = field(default=False, metadata={"help": "Tempered GAN lens on real data (Sajjadi et al. 2018)"})
@@ -174,7 +177,8 @@ class TrainConfig:
             _check_choice("optimizer", self.optimizer, ("adam", "rmsprop"))
         try:  # the regularizer's rules are its table's (fastreg.regularizers.table.check_config)
             check_config(self.variant, self.reg, d_forward=self.d_forward, gamma_anneal=self.gamma_anneal,
-                         penalty_grad=self.penalty_grad, model=self.model, compile=self.compile)
+                         penalty_grad=self.penalty_grad, model=self.model, compile=self.compile,
+                         reg_fraction=self.reg_fraction)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         toy = self.data in data.TOY

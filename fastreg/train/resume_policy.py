@@ -44,7 +44,7 @@ _NETWORK = "the checkpoint's networks were built with it"
 _RECIPE = "the run's training recipe; a different value would make it a different experiment (start a new run)"
 FIXED = {
     "variant": "the losses, and the optimizer states trained under them", "reg": _RECIPE, "gamma": _RECIPE,
-    "gamma_anneal": _RECIPE, "reg_every": _RECIPE, "noise": _RECIPE, "noise_schedule": _RECIPE,
+    "gamma_anneal": _RECIPE, "reg_every": _RECIPE, "reg_fraction": _RECIPE, "noise": _RECIPE, "noise_schedule": _RECIPE,
     "lens": _NETWORK, "lens_k": _RECIPE, "lens_width": _NETWORK, "vral_mu_real": _RECIPE, "vral_mu_fake": _RECIPE,
     "data": "the checkpoint's networks and data position belong to it", "resolution": _NETWORK, "model": _NETWORK,
     "width": _NETWORK, "d_norm": _NETWORK, "z_dim": _NETWORK,

@@ -144,7 +144,8 @@ class Steps:
         x_real, x_fake = self.d_inputs(*(inputs or ()), graphed=graphed)
         with self.autocast(graphed):
             terms = logits_and_penalty(self.D, x_real, x_fake, self.regularizer, due, variant=c.variant,
-                                       forward=c.d_forward, scaler=self.scaler, penalty_grad=c.penalty_grad)
+                                       forward=c.d_forward, scaler=self.scaler, penalty_grad=c.penalty_grad,
+                                       fraction=c.reg_fraction)
         if self.meta_fake is not None:
             self.meta_step(terms.v_real.detach(), terms.v_fake.detach())
         with self.autocast(graphed):
@@ -253,13 +254,13 @@ class Steps:
 
 
 def logits_and_penalty(D, x_real, x_fake, regularizer, due: bool, *, variant: str, forward: str = "auto",
-                       scaler=None, penalty_grad: str = "exact", generator=None) -> Penalty:
+                       scaler=None, penalty_grad: str = "exact", generator=None, fraction: float = 1.0) -> Penalty:
     """D's logits on both batches and, when ``due``, the regularizer row's penalty (None otherwise), reusing the
     penalty's forwards for the loss (:meth:`fastreg.regularizers.Regularizer.penalty`)."""
     if not due:
         return Penalty(None, D(x_real), D(x_fake))
     return regularizer.penalty(D, x_real, x_fake, variant=variant, forward=forward, scaler=scaler,
-                               penalty_grad=penalty_grad, generator=generator)
+                               penalty_grad=penalty_grad, generator=generator, fraction=fraction)
 
 
 def d_loss(variant: str, terms: Penalty, weight, **variant_options) -> torch.Tensor:
