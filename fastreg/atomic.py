@@ -91,7 +91,7 @@ def atomic_write(path: str, mode: str = "w", temporary: str | None = None):
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.remove(temporary)
-        if is_disk_full(exc):
+        if is_disk_full(exc) or (isinstance(exc, Exception) and _no_space_left(folder)):
             raise DiskFullError(path) from None
         raise
     fsync_directory(folder)
@@ -115,6 +115,14 @@ def fsync_directory(folder: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _no_space_left(folder: str) -> bool:
+    """Whether ``folder``'s file system has no block left (a layer that hid the ENOSPC it met)."""
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
 
 
 def _alive(pid: int) -> bool:

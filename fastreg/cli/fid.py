@@ -48,8 +48,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         import json
 
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+        from ..atomic import write_text
+
+        write_text(args.json, json.dumps(results, indent=1))  # a kill mid-write keeps the previous result
     return 0
 
 

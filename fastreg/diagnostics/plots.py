@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 
+from ..atomic import atomic_write
 from ..train.metrics_log import read_metrics
 
 
@@ -219,6 +220,7 @@ def plot_cross_test(result: dict, names: tuple[str, str], path: str) -> str:
 def save_figure(fig, plt, path: str) -> str:
     fig.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with atomic_write(path, "wb") as f:  # a kill mid-write leaves the previous picture, not a torn one
+        fig.savefig(f, format=os.path.splitext(path)[1][1:] or "png", dpi=110)
     plt.close(fig)
     return path

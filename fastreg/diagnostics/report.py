@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from . import plots
+from ..atomic import write_text
 from ..progress import Stages
 from ..metrics.evaluation import Evaluator, describe, real_images
 from ..train import build
@@ -87,8 +88,7 @@ def diagnose(run_dir: str, out: str | None = None, other: str | None = None,
         if other:
             figures["cross-test"] = plots.plot_cross_test(results["cross_test"], (run_dir, other),
                                                           os.path.join(out, "cross-test.png"))
-        with open(os.path.join(out, "diagnostics.json"), "w") as f:
-            json.dump(results, f, indent=1)
+        write_text(os.path.join(out, "diagnostics.json"), json.dumps(results, indent=1))
         path = write_report(out, results, figures)
     stages.close()
     return path
@@ -200,6 +200,5 @@ def write_report(out: str, results: dict, figures: dict) -> str:
                   "called real when D's logit is positive. Balanced accuracy: the mean of the two rates before it "
                   "(0.5 for a D that calls everything fake, whatever the sample counts)."]
     path = os.path.join(out, "report.md")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
     return path

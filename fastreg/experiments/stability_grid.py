@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..atomic import atomic_write, write_text
 from ..train.config import from_dict, to_dict
 from ..train.metrics_log import jsonable
 from . import figures
@@ -134,7 +135,8 @@ def run_one(task: dict) -> dict:
             classifier = load_or_train_classifier(CLASSIFIER_DATA, config.resolution).model
             predicted = classifier(x).argmax(1)
             counts, covered = torch.bincount(predicted, minlength=10).tolist(), classes_covered(predicted)
-    torch.save(sample_images(trainer, 64), os.path.join(config.out, SAMPLES))
+    with atomic_write(os.path.join(config.out, SAMPLES), "wb") as f:
+        torch.save(sample_images(trainer, 64), f)
     outcome = {"name": task["name"], "cell": task["cell"], "method": task["method"], "seed": config.seed,
                "summary": run.summary(), "covered": covered, "class_counts": counts, "config": to_dict(run.config),
                "command": command(config)}
@@ -143,12 +145,7 @@ def run_one(task: dict) -> dict:
 
 
 def write_json(path: str, value) -> None:
-    temporary = f"{path}.{os.getpid()}.tmp"
-    with open(temporary, "w") as f:
-        json.dump(jsonable(value), f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
+    write_text(path, json.dumps(jsonable(value), indent=1))
 
 
 def finished_outcome(config) -> dict | None:

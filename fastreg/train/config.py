@@ -285,8 +285,9 @@ def from_dict(data: dict) -> TrainConfig:
 def save_yaml(config: TrainConfig, path: str) -> None:
     import yaml
 
-    with open(path, "w") as f:
-        yaml.safe_dump(to_dict(config), f, sort_keys=False)
+    from ..atomic import write_text
+
+    write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
 
 
 def load_yaml(path: str) -> TrainConfig:
