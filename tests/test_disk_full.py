@@ -184,6 +184,13 @@ def writers(toy_run):
         plt.plot(range(100))
         save_figure(fig, plt, path)
 
+    def experiment_metrics(path):
+        from fastreg.experiments.budget import CPU
+        from fastreg.experiments.report import Report
+
+        assert path.endswith("metrics.json")
+        Report("x", "X", os.path.dirname(path), CPU, "digits", (0,), results={"x": list(range(300))}).write()
+
     def fid_json(path):
         assert main(["fid", str(toy_run), "--samples", "50", "--json", path]) == 0
 
@@ -191,19 +198,20 @@ def writers(toy_run):
         "config.yaml": lambda path: save_yaml(TrainConfig(steps=123), path),
         "fid --json": fid_json,
         "experiment json": lambda path: write_json(path, {"x": list(range(2000))}),
+        "experiment metrics.json": experiment_metrics,
         "sample grid": lambda path: save_sample_grid(torch.rand(16, 1, 8, 8), path),
         "scatter": lambda path: save_scatter(torch.randn(200, 2), path),
         "figure": figure,
     }
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "fid --json", "experiment json", "sample grid", "scatter",
-                                  "figure"])
+@pytest.mark.parametrize("name", ["config.yaml", "fid --json", "experiment json", "experiment metrics.json",
+                                  "sample grid", "scatter", "figure"])
 def test_every_writer_interrupted_mid_file_keeps_the_previous_file(name, toy_run, tmp_path, monkeypatch):
     write = writers(toy_run)[name]
     out = tmp_path / "out"
     out.mkdir()
-    path = str(out / "file")
+    path = str(out / "metrics.json")
     write(path)
     previous = open(path, "rb").read()
     assert len(previous) > 200

@@ -33,8 +33,8 @@ from ..atomic import write_text
 from ..progress import Stages
 from ..metrics.evaluation import Evaluator, describe, real_images
 from ..train import build
-from ..train.checkpoint import DamagedCheckpointError, list_checkpoints, load_checkpoint
-from ..train.runs import Run, newest_good_checkpoint, open_run
+from ..train.checkpoint import DamagedCheckpointError, list_checkpoints
+from ..train.runs import Run, newest_good_checkpoint, open_run, training_state_of
 from .cross_test import CROSS_SAMPLES, cross_test
 from .discriminator import RealSampler, generate, logits, output_histograms, train_discriminator
 from .interpolation import PAIRS, interpolation_profile
@@ -102,8 +102,8 @@ def vanishing_over_checkpoints(run: Run, G, real: RealSampler, o: DiagnoseOption
     vanishing, fresh_D = {}, None
     for path in paths:
         try:
-            state = load_checkpoint(path, map_location=run.device)
-        except DamagedCheckpointError as exc:  # --all-checkpoints: a damaged one is left out, not fatal
+            state = training_state_of(path, run.path)  # intact, and the run's own (its manifest)
+        except DamagedCheckpointError as exc:  # --all-checkpoints: a damaged or foreign one is left out, not fatal
             warnings.warn(f"{exc}; left out of the vanishing-gradient plot", stacklevel=2)
             continue
         G_t = copy.deepcopy(G)

@@ -271,8 +271,14 @@ def resume(run_dir: str, overrides: dict | None = None) -> str:
     change is applied, any other change is refused with ConfigError before anything is written.
     metrics.jsonl keeps the records up to the checkpoint's step (the redone steps are logged once).
     """
+    if os.path.isfile(run_dir):
+        raise ConfigError(f"resume: {run_dir} is a file; --resume takes the run folder (the one holding "
+                          f"checkpoints/ and config.yaml)")
     if not os.path.isdir(run_dir):
         raise FileNotFoundError(f"resume: run folder {run_dir} does not exist")
+    if not list_checkpoints(run_dir):  # before the lock: a folder that is no run is left as it was
+        raise FileNotFoundError(f"resume: {run_dir} is not a fastreg run: no checkpoint in "
+                                f"{os.path.join(run_dir, 'checkpoints')}")
     device = (overrides or {}).get("device") or _recorded_device(run_dir)
     with distributed.process_group(device) as world, run_lock.holding(run_dir, world, "resume"):
         saved = load_latest_state(run_dir)
