@@ -59,9 +59,11 @@ def temporary_name(path: str) -> str:
 
 
 def remove_stale_temporaries(path: str) -> None:
-    """Remove the temporary files of ``path`` whose writing process no longer exists."""
+    """Remove the temporary files of ``path`` whose writing process no longer exists (``.<name>.<pid>.tmp``, and
+    ``<name>.<pid>.tmp`` of earlier fastreg versions)."""
     folder, name = os.path.split(os.path.abspath(path))
-    for stale in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.tmp")):
+    pattern = os.path.join(glob.escape(folder), "{}" + glob.escape(name) + ".*.tmp")
+    for stale in glob.glob(pattern.format(".")) + glob.glob(pattern.format("")):
         match = re.search(r"\.(\d+)\.tmp$", stale)
         if match is None or (int(match.group(1)) != os.getpid() and _alive(int(match.group(1)))):
             continue
