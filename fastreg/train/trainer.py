@@ -277,6 +277,8 @@ def resume(run_dir: str, overrides: dict | None = None) -> str:
     if not os.path.isdir(run_dir):
         raise FileNotFoundError(f"resume: run folder {run_dir} does not exist")
     if not list_checkpoints(run_dir):  # before the lock: a folder that is no run is left as it was
+        if os.path.exists(os.path.join(run_dir, run_lock.LOCK_NAME)):  # unless a writer is starting a run there
+            run_lock.RunLock(run_dir, "resume").release()  # RunLockedError naming it when one holds the lock
         raise FileNotFoundError(f"resume: {run_dir} is not a fastreg run: no checkpoint in "
                                 f"{os.path.join(run_dir, 'checkpoints')}")
     device = (overrides or {}).get("device") or _recorded_device(run_dir)
