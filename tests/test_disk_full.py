@@ -211,7 +211,7 @@ def test_every_writer_interrupted_mid_file_keeps_the_previous_file(name, toy_run
     write = writers(toy_run)[name]
     out = tmp_path / "out"
     out.mkdir()
-    path = str(out / "metrics.json")
+    path = str(out / {"figure": "figure.png", "experiment metrics.json": "metrics.json"}.get(name, "file"))
     write(path)
     previous = open(path, "rb").read()
     assert len(previous) > 200
