@@ -5,7 +5,9 @@ weight, a flipped byte in the pickle surfaces as whatever error the unpickler ha
 ``KeyError``, an ``OverflowError`` later on, or a refusal that looks like a malicious file).
 :func:`load_verified` first checks the zip archive ``torch.save`` writes: its central directory, and
 the CRC-32 of every member (``zipfile.ZipFile.testzip``; each member's stored CRC is compared with
-the CRC of its bytes). Only an intact archive is unpickled, with ``torch.load(weights_only=True)``,
+the CRC of its bytes), and that every member is a regular file (a flipped attribute bit in the central
+directory passes the CRCs, and torch then reads the member as a folder and loads uninitialised memory).
+Only an intact archive is unpickled, with ``torch.load(weights_only=True)``,
 which builds tensors, numbers, strings and plain containers and nothing else. So:
 
 - :class:`DamagedFileError`: the archive or a member fails its check, or an intact archive does not
@@ -17,8 +19,10 @@ which builds tensors, numbers, strings and plain containers and nothing else. So
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
+import stat
 import zipfile
 
 import torch
@@ -43,6 +47,11 @@ def check_archive(path: str) -> None:
             names = archive.namelist()
             if not any(name.endswith("data.pkl") for name in names):
                 raise DamagedFileError(f"{path} is not a torch.save archive (no data.pkl among {len(names)} members)")
+            odd = next((info for info in archive.infolist() if not _is_regular_file(info)), None)
+            if odd is not None:
+                raise DamagedFileError(f"{path} is damaged: member {odd.filename} is not a regular file (external "
+                                       f"attributes 0x{odd.external_attr:08x}); torch would read it as a folder "
+                                       f"and load uninitialised memory")
             bad = archive.testzip()
     except DamagedFileError:
         raise
@@ -50,6 +59,23 @@ def check_archive(path: str) -> None:
         raise DamagedFileError(f"{path} is damaged: not a readable zip archive ({type(exc).__name__}: {exc})") from None
     if bad is not None:
         raise DamagedFileError(f"{path} is damaged: member {bad} does not match its CRC-32")
+
+
+def _is_regular_file(info: zipfile.ZipInfo) -> bool:
+    """A member that is a plain file: no trailing slash, no MS-DOS directory bit (0x10 of the external
+    attributes), and Unix mode bits (the high 16) either absent or those of a regular file."""
+    mode = info.external_attr >> 16
+    return (not info.filename.endswith("/") and not info.external_attr & 0x10
+            and (mode == 0 or stat.S_ISREG(mode)))
+
+
+def file_sha256(path: str) -> str:
+    """The SHA-256 of the file's bytes, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_verified(path: str, map_location="cpu", legacy: bool = False):

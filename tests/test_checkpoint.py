@@ -41,7 +41,8 @@ def test_save_keeps_the_newest_k_and_loads_them(tmp_path):
     assert [os.path.basename(p) for p in paths] == ["checkpoint_00000004.pt", "checkpoint_00000005.pt"]
     state = load_checkpoint(latest_checkpoint(str(tmp_path)))
     assert state["step"] == 5 and torch.equal(state["x"], torch.full((3,), 5.0))
-    assert os.listdir(tmp_path / "checkpoints") == sorted(os.listdir(tmp_path / "checkpoints"))[:2]
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == [f"checkpoint_0000000{s}.{e}" for s in (4, 5)
+                                                            for e in ("manifest.json", "pt")]
 
 
 def test_stale_temporary_is_ignored_and_removed(tmp_path):
@@ -50,7 +51,7 @@ def test_stale_temporary_is_ignored_and_removed(tmp_path):
     (folder / "checkpoint_00000009.pt.tmp").write_bytes(b"PK\x03\x04 torn")
     assert list_checkpoints(str(tmp_path)) == []
     save_checkpoint({"step": 10}, str(tmp_path), 10, keep=3)
-    assert sorted(os.listdir(folder)) == ["checkpoint_00000010.pt"]
+    assert sorted(os.listdir(folder)) == ["checkpoint_00000010.manifest.json", "checkpoint_00000010.pt"]
 
 
 KILL_DELAYS = (0.0, 0.002, 0.005, 0.01, 0.015, 0.03)  # seconds after the temporary file appears
@@ -80,7 +81,7 @@ def _temporary_written_since(folder: str, since_ns: int) -> bool:
 def _left_a_torn_temporary(folder: str) -> bool:
     """A temporary file that does not load: the kill landed mid-write (the final names stay intact)."""
     for name in os.listdir(folder):
-        if name.endswith(".tmp"):
+        if name.endswith(".pt.tmp"):
             try:
                 load_checkpoint(os.path.join(folder, name))
             except DamagedCheckpointError:

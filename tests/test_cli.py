@@ -34,7 +34,8 @@ def test_train_writes_every_output(tmp_path):
     assert [r["step"] for r in records] == [5, 10, 15, 20]
     assert records[0]["gamma"] == pytest.approx(2.0 * 0.01 ** (5 / 20))  # annealed over G iterations
     assert sorted(os.listdir(out / "samples")) == ["step_000010.png", "step_000020.png"]
-    assert sorted(os.listdir(out / "checkpoints")) == ["checkpoint_00000010.pt", "checkpoint_00000020.pt"]
+    assert sorted(os.listdir(out / "checkpoints")) == [f"checkpoint_000000{s}.{e}" for s in (10, 20)
+                                                       for e in ("manifest.json", "pt")]
 
 
 def test_config_yaml_round_trip_and_flag_precedence(tmp_path):

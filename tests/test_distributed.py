@@ -175,7 +175,7 @@ def test_torchrun_two_processes_end_to_end_and_exact_resume(tmp_path):
     assert all(r["penalty"] > 0 and r["d_loss"] > 0 for r in records)
     assert sorted(os.listdir(straight / "samples")) == ["step_000003.png", "step_000006.png"]
     assert set(os.listdir(straight)) - {"tensorboard"} == {"checkpoints", "config.yaml", "metrics.jsonl", "run.lock",
-                                                          "samples"}
+                                                          "run_identity.json", "samples"}
     checkpoints = list_checkpoints(str(straight))
     assert [os.path.basename(p) for p in checkpoints] == ["checkpoint_00000003.pt", "checkpoint_00000006.pt"]
     final = load_checkpoint(checkpoints[-1])
@@ -185,7 +185,9 @@ def test_torchrun_two_processes_end_to_end_and_exact_resume(tmp_path):
     assert all(bool(torch.isfinite(t).all()) for t in final["D"].values())
 
     (split / "checkpoints").mkdir(parents=True)
-    shutil.copy(checkpoints[0], split / "checkpoints")  # the run as a crash after step 3 would leave it
+    shutil.copy(checkpoints[0], split / "checkpoints")  # the run as a crash after step 3 would leave it:
+    shutil.copy(checkpoints[0].replace(".pt", ".manifest.json"), split / "checkpoints")  # with its manifest,
+    shutil.copy(straight / "run_identity.json", split)  # and the run's identity
     torchrun("--resume", str(split))
     resumed = load_checkpoint(list_checkpoints(str(split))[-1])
     for part in ("step", "d_steps", "G", "D", "G_ema", "opt_g", "opt_d", "rng", "rng_ranks", "data"):

@@ -38,7 +38,7 @@ def test_missing_data_path_exits_2_naming_it(tmp_path):
     (["--resume", "{tmp}/no-run"], "resume: run folder {tmp}/no-run does not exist"),
     (["--data", "digits", "--batch-size", "5000"], "invalid config: batch_size: 5000 exceeds the dataset's 1797"),
     (["--resolution", "128"], "invalid config: resolution: must be a power of two from 8 to 64, got 128"),
-    (["--device", "tpu:0"], "invalid config: device: 'tpu:0' is not a device"),
+    (["--device", "tpu:0"], "invalid config: device: must be cpu, cuda, cuda:N or auto, got 'tpu:0'"),
 ])
 def test_bad_input_exits_2_naming_it(argv, message, tmp_path, capsys):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]

@@ -13,7 +13,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "fastreg"
 # package's own __init__ only, so a new top-level module must be given a layer.
 LAYERS = (
     ("library", ("fastreg", "fastreg.ops", "fastreg.models", "fastreg.data", "fastreg.metrics", "fastreg.regularizers",
-                 "fastreg.divergences", "fastreg.losses", "fastreg.schedules", "fastreg.torch_files",
+                 "fastreg.divergences", "fastreg.losses", "fastreg.schedules", "fastreg.torch_files", "fastreg.atomic",
                  "fastreg.progress", "fastreg.regularizer_table", "fastreg.penalty_gradient")),
     ("train", ("fastreg.train",)),
     ("diagnostics", ("fastreg.diagnostics",)),

@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
+#include <cmath>
 
 #include <string>
 #include <string_view>
@@ -58,6 +59,8 @@ inline GradPenaltyArgs check_grad_penalty_args(const at::Tensor& grad, const std
                     grad.scalar_type());
   TORCH_CHECK_VALUE(num_real >= 0 && num_real <= args.rows, "grad_penalty: num_real must lie in [0, B] = [0, ",
                     args.rows, "], got ", num_real);
+  TORCH_CHECK_VALUE(std::isfinite(target) && target >= 0,
+                    "grad_penalty: target must be a finite float >= 0 (a gradient norm), got ", target);
   if (weight_needs_logits(args.weight)) {
     TORCH_CHECK_VALUE(logits.has_value() && logits->defined(), "grad_penalty: weight '", std::string(weight),
                       "' depends on the logits, but logits is None");

@@ -6,7 +6,7 @@ experiment), each adding its parser with ``set_defaults(handler=run)``; shared o
     fastreg train --resume runs/x                   # continue a run from its last checkpoint
     torchrun --nproc_per_node=2 -m fastreg train ... # data-parallel on 2 processes (gloo on CPU, NCCL on GPU)
 
-Exit status: 0 done, 2 bad input (config, data, paths, checkpoint), 3 stopped on a non-finite value.
+Exit status: 0 done, 2 bad input (config, data, paths, checkpoint) or a full disk, 3 stopped on a non-finite value.
     fastreg fid runs/x --floor                      # FID/KID vs its data, named by extractor (toy: W1, modes)
     fastreg fid runs/x runs/y                       # between two runs, image folders or data:<name>
     fastreg diagnose all runs/x --other runs/y      # histograms, interpolation, vanishing gradients, cross-test
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..atomic import DiskFullError
 from ..torch_files import DamagedFileError, UnsafeFileError
 from ..train.checkpoint import CheckpointError
 from ..train.config import ConfigError
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (FileNotFoundError, CheckpointError, DamagedFileError, UnsafeFileError) as exc:
         # a missing --config/--resume path, an unusable checkpoint or weights file
+        print(f"fastreg {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except DiskFullError as exc:  # one line naming the file; the previous version of it is kept
         print(f"fastreg {args.command}: {exc}", file=sys.stderr)
         return 2
     except NonFiniteError as exc:

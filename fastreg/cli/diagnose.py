@@ -95,9 +95,15 @@ def run(args: argparse.Namespace) -> int:
     runs = {"RUN_A": args.run_a, "RUN_B": args.run_b} if args.diagnostic == "cross-test" else {"RUN_DIR": args.run}
     if getattr(args, "other", None) is not None:
         runs["--other"] = args.other
+    from ..train.checkpoint import list_checkpoints
+
     for label, path in runs.items():
         if not os.path.isdir(path):
             print(f"{name}: {label}: no run folder {path!r}", file=sys.stderr)
+            return 2
+        if not list_checkpoints(path):  # before anything is written into it
+            print(f"{name}: {label}: {path} is not a fastreg run (no checkpoint in "
+                  f"{os.path.join(path, 'checkpoints')}); give a folder that fastreg train wrote", file=sys.stderr)
             return 2
     out, device = getattr(args, "out", None), getattr(args, "device", None)
     for dest, least in MINIMUMS.items():

@@ -42,14 +42,22 @@ def run(args: argparse.Namespace) -> int:
         print("fastreg fid: sources: give a RUN_DIR, two sources, or --floor with --data/--resolution",
               file=sys.stderr)
         return 2
+    r = args.resolution
+    if r is not None and not (8 <= r <= 64 and r & (r - 1) == 0):  # the sides fastreg trains at (train's rule)
+        print(f"fastreg fid: --resolution: must be a power of two from 8 to 64, got {r}", file=sys.stderr)
+        return 2
+    if args.seed is not None and not 0 <= args.seed <= 2**63 - 2:
+        print(f"fastreg fid: --seed: must be an integer from 0 to 2**63 - 2, got {args.seed}", file=sys.stderr)
+        return 2
     if args.json:
         check_writable_file(args.json, "--json")  # before minutes of computing, not after
     results = fid_between(args) if len(args.sources) == 2 else fid_against_data(args)
     if args.json:
         import json
 
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+        from ..atomic import write_text
+
+        write_text(args.json, json.dumps(results, indent=1))  # a kill mid-write keeps the previous result
     return 0
 
 

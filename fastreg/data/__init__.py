@@ -27,7 +27,7 @@ import inspect
 from . import images, mnist5k, toy, vision
 from .images import ImageTensorDataset, load_digits
 from .toy import GaussianMixture
-from .vision import ColorMNIST, DatasetNotFoundError
+from .vision import ColorMNIST, DatasetDecodeError, DatasetNotFoundError
 
 TOY = {"ring8": toy.ring8, "grid25": toy.grid25, "misspecified3d": toy.misspecified3d}
 VISION = {
@@ -108,5 +108,6 @@ def get_dataset(name: str, resolution: int | None = None, root: str | None = Non
     return VISION[base](root, resolution, download, **options)
 
 
-__all__ = ["ColorMNIST", "DatasetNotFoundError", "GaussianMixture", "ImageTensorDataset", "STACKED_DIGITS",
-           "available", "endless", "get_dataset", "images", "load_digits", "mnist5k", "toy", "vision"]
+__all__ = ["ColorMNIST", "DatasetDecodeError", "DatasetNotFoundError", "GaussianMixture", "ImageTensorDataset",
+           "STACKED_DIGITS", "available", "endless", "get_dataset", "images", "load_digits", "mnist5k", "toy",
+           "vision"]

@@ -9,6 +9,7 @@ dataset raises :class:`DatasetNotFoundError`, which says where it looked and how
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 from typing import Callable
 
@@ -18,6 +19,10 @@ from torch.utils.data import Dataset
 
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are not under the given root."""
+
+
+class DatasetDecodeError(ValueError):
+    """A dataset's files are there but do not decode (e.g. IDX files of random bytes); the message names the file."""
 
 
 @dataclass(frozen=True)
@@ -84,10 +89,28 @@ def open_dataset(name: str, root: str, download: bool, build: Callable[[], Datas
     """``build()``, turning torchvision's not-found errors into :class:`DatasetNotFoundError`."""
     try:
         return build()
+    except (AssertionError, ValueError, IndexError, EOFError, struct.error, UnicodeDecodeError) as exc:
+        # torchvision's readers assert on a file's header (MNIST's IDX magic numbers and sizes)
+        where = _file_being_read(exc.__traceback__) or os.path.join(root, SOURCES[name].looks_in)
+        detail = str(exc).strip().splitlines()
+        raise DatasetDecodeError(f"{SOURCES[name].title}: {where} does not decode as {SOURCES[name].files} "
+                                 f"({type(exc).__name__}{': ' + detail[0] if detail else ''}); replace it with "
+                                 f"the original file") from None
     except (RuntimeError, OSError) as exc:
         if download or isinstance(exc, DatasetNotFoundError):
             raise
         raise SOURCES[name].not_found(root, name, exc) from exc
+
+
+def _file_being_read(traceback) -> str | None:
+    """The innermost ``path`` (a string naming an existing file) among the failing frames' locals."""
+    found = None
+    while traceback is not None:
+        path = traceback.tb_frame.f_locals.get("path")
+        if isinstance(path, str) and os.path.isfile(path):
+            found = path
+        traceback = traceback.tb_next
+    return found
 
 
 def mnist(root: str, resolution: int | None, download: bool, *, train: bool = True) -> Dataset:

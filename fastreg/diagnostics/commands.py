@@ -25,6 +25,7 @@ import os
 import torch
 
 from . import plots
+from ..atomic import write_text
 from ..train.runs import open_run
 from .cross_test import CROSS_SAMPLES
 from .discriminator import (RealSampler, check_variant, decision_threshold, generate, logits, output_histograms,
@@ -43,8 +44,7 @@ def _write(out: str, name: str, results: dict, plot) -> tuple[str, str]:
     os.makedirs(out, exist_ok=True)
     png = plot(os.path.join(out, f"{name}.png"))
     path = os.path.join(out, f"{name}.json")
-    with open(path, "w") as f:
-        json.dump(results, f, indent=1)
+    write_text(path, json.dumps(results, indent=1))
     return png, path
 
 

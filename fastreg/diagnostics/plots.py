@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 
+from ..atomic import atomic_write
 from ..train.metrics_log import read_metrics
 
 
@@ -43,8 +44,12 @@ def metric_label(key: str) -> tuple[str, str]:
 
 
 def _points(run_dir: str, key: str) -> list[tuple[int, float]]:
-    records = [r for r in read_metrics(run_dir) if isinstance(r.get(key), (int, float))]
-    return [(r["step"], r[key]) for r in records if math.isfinite(r[key])]
+    """(step, value) of the records with a finite number under ``key`` and a numeric ``step`` (a record
+    without one, edited or from elsewhere, is left out, not a crash)."""
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    return [(r["step"], r[key]) for r in read_metrics(run_dir) if number(r.get(key)) and number(r.get("step"))]
 
 
 def plot_seed_curves(groups: dict[str, list[str]], keys: list[str], path: str, log_y: tuple[str, ...] = (),
@@ -219,6 +224,7 @@ def plot_cross_test(result: dict, names: tuple[str, str], path: str) -> str:
 def save_figure(fig, plt, path: str) -> str:
     fig.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with atomic_write(path, "wb") as f:  # a kill mid-write leaves the previous picture, not a torn one
+        fig.savefig(f, format=os.path.splitext(path)[1][1:] or "png", dpi=110)
     plt.close(fig)
     return path

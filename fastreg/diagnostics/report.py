@@ -29,11 +29,12 @@ from dataclasses import dataclass
 import torch
 
 from . import plots
+from ..atomic import write_text
 from ..progress import Stages
 from ..metrics.evaluation import Evaluator, describe, real_images
 from ..train import build
-from ..train.checkpoint import DamagedCheckpointError, list_checkpoints, load_checkpoint
-from ..train.runs import Run, newest_good_checkpoint, open_run
+from ..train.checkpoint import DamagedCheckpointError, list_checkpoints
+from ..train.runs import Run, newest_good_checkpoint, open_run, training_state_of
 from .cross_test import CROSS_SAMPLES, cross_test
 from .discriminator import RealSampler, generate, logits, output_histograms, train_discriminator
 from .interpolation import PAIRS, interpolation_profile
@@ -87,8 +88,7 @@ def diagnose(run_dir: str, out: str | None = None, other: str | None = None,
         if other:
             figures["cross-test"] = plots.plot_cross_test(results["cross_test"], (run_dir, other),
                                                           os.path.join(out, "cross-test.png"))
-        with open(os.path.join(out, "diagnostics.json"), "w") as f:
-            json.dump(results, f, indent=1)
+        write_text(os.path.join(out, "diagnostics.json"), json.dumps(results, indent=1))
         path = write_report(out, results, figures)
     stages.close()
     return path
@@ -102,8 +102,8 @@ def vanishing_over_checkpoints(run: Run, G, real: RealSampler, o: DiagnoseOption
     vanishing, fresh_D = {}, None
     for path in paths:
         try:
-            state = load_checkpoint(path, map_location=run.device)
-        except DamagedCheckpointError as exc:  # --all-checkpoints: a damaged one is left out, not fatal
+            state = training_state_of(path, run.path)  # intact, and the run's own (its manifest)
+        except DamagedCheckpointError as exc:  # --all-checkpoints: a damaged or foreign one is left out, not fatal
             warnings.warn(f"{exc}; left out of the vanishing-gradient plot", stacklevel=2)
             continue
         G_t = copy.deepcopy(G)
@@ -200,6 +200,5 @@ def write_report(out: str, results: dict, figures: dict) -> str:
                   "called real when D's logit is positive. Balanced accuracy: the mean of the two rates before it "
                   "(0.5 for a D that calls everything fake, whatever the sample counts)."]
     path = os.path.join(out, "report.md")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
     return path

@@ -25,6 +25,7 @@ from dataclasses import replace
 import torch
 
 from .. import data
+from ..atomic import write_text
 from ..diagnostics.plots import plot_seed_curves
 from ..train.config import TrainConfig
 from ..train.metrics_log import read_metrics
@@ -178,8 +179,7 @@ def prepare_output(out: str, entries: list[str]) -> None:
         elif os.path.lexists(path):
             os.remove(path)
     os.makedirs(out, exist_ok=True)
-    with open(marker, "w") as f:
-        json.dump({"written_by": "fastreg demo", "entries": sorted(set(entries))}, f, indent=1)
+    write_text(marker, json.dumps({"written_by": "fastreg demo", "entries": sorted(set(entries))}, indent=1))
 
 
 def summarize(run: Run, scale: Scale) -> dict:

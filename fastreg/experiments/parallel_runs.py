@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Callable
 
+from ..atomic import write_text
 from ..train.config import from_dict
 from ..train.metrics_log import jsonable
 from .runs import Run, command
@@ -24,13 +25,9 @@ OUTCOME = "outcome.json"
 
 
 def write_json(path: str, value) -> None:
-    """``value`` as JSON at ``path``, atomically (temporary file in the same folder, fsync, rename)."""
-    temporary = f"{path}.{os.getpid()}.tmp"
-    with open(temporary, "w") as f:
-        json.dump(jsonable(value), f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
+    """``value`` as JSON at ``path``, atomically (:func:`fastreg.atomic.write_text`: a temporary file in the same
+    folder, fsync, rename)."""
+    write_text(path, json.dumps(jsonable(value), indent=1))
 
 
 def write_outcome(config, outcome: dict) -> None:

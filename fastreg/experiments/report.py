@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from ..atomic import write_text
 from .budget import Scale
 from .claims import HELD, INCONCLUSIVE, NOT_HELD, Claim, claims_table, fmt
 from ..train.build import describe_discriminator
@@ -88,13 +89,11 @@ class Report:
             lines += ["", "Other re-runnable parts:", ""]
             lines += [f"- {what}: `{cmd}`" for what, cmd in self.commands]
         path = os.path.join(self.out, REPORT)
-        with open(path, "w") as f:
-            f.write("\n".join(lines) + "\n")
+        write_text(path, "\n".join(lines) + "\n")
         raw = {"experiment": self.name, "title": self.title, "settings": settings, "scale": self.scale.settings(),
                "claims": [c.as_dict() for c in self.claims], "runs": [r.summary() for r in self.runs],
                "results": self.results, "figures": [os.path.relpath(p, self.out) for _, p in self.figures]}
-        with open(os.path.join(self.out, METRICS), "w") as f:
-            json.dump(jsonable(raw), f, indent=1)
+        write_text(os.path.join(self.out, METRICS), json.dumps(jsonable(raw), indent=1))
         return path
 
 
@@ -150,6 +149,5 @@ def write_index(out: str, reports: list[Report], seconds: float, scale: Scale, d
         names = [f"{r.name}: {c.claim}" for r in reports for c in r.claims if c.held == verdict]
         lines += [f"**{verdict.capitalize()}** ({len(names)}):", "", *(f"- {n}" for n in names), ""]
     path = os.path.join(out, INDEX)
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
     return path

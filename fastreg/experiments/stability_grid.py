@@ -35,14 +35,15 @@ from dataclasses import dataclass
 
 import torch
 
+from ..atomic import atomic_write
 from ..train.config import to_dict
 from . import figures
 from .budget import Scale
 from .claims import fmt
 from .failure_rule import (MIN_CLASS_SHARE, MIN_CLASSES, NOISE_SIGMA, classes_covered, failure, grid_claims)
+from .parallel_runs import as_run, run_tasks, write_outcome
 from .report import Report
 from .roth import ARCHITECTURES, METHODS, architecture
-from .parallel_runs import as_run, run_tasks, write_outcome
 from .runs import command, image_config, sample_images, train_run
 
 GRID_DATA = "mnist-5k:train"       # what every run trains on
@@ -131,7 +132,8 @@ def run_one(task: dict) -> dict:
             classifier = load_or_train_classifier(CLASSIFIER_DATA, config.resolution).model
             predicted = classifier(x).argmax(1)
             counts, covered = torch.bincount(predicted, minlength=10).tolist(), classes_covered(predicted)
-    torch.save(sample_images(trainer, 64), os.path.join(config.out, SAMPLES))
+    with atomic_write(os.path.join(config.out, SAMPLES), "wb") as f:
+        torch.save(sample_images(trainer, 64), f)
     outcome = {"name": task["name"], "cell": task["cell"], "method": task["method"], "seed": config.seed,
                "summary": run.summary(), "covered": covered, "class_counts": counts, "config": to_dict(run.config),
                "command": command(config)}

@@ -29,6 +29,7 @@ import time
 
 import torch
 
+from ..atomic import atomic_write
 from ..metrics.modes import DEFAULT_SAMPLES, N_MODES, StackedModes, uniform_kl_floor
 from ..train.config import to_dict
 from . import figures
@@ -89,7 +90,8 @@ def run_one(task: dict) -> dict:
     coverage = None
     if torch.isfinite(images).all():
         coverage = counter.of_generator(sample, config.z_dim, task["samples"], seed=MODE_SEED)
-    torch.save(images, os.path.join(config.out, SAMPLES))
+    with atomic_write(os.path.join(config.out, SAMPLES), "wb") as f:
+        torch.save(images, f)
     outcome = {"name": task["name"], "method": task["method"], "seed": config.seed, "summary": run.summary(),
                "modes": coverage.modes if coverage else None, "kl": coverage.kl if coverage else None,
                "counts": coverage.counts.tolist() if coverage else None,

@@ -16,16 +16,19 @@ hash (:func:`data_hash`, the first 16 hex digits of a SHA-256 over the dataset's
 cache by what the classifier was trained on, not by the dataset's name: a classifier trained on a 5,000-digit
 root is never reused for full MNIST under another root. Every result carries the held-out accuracy
 (:class:`TrainedClassifier`), and the FIDs it produces report it (``classifier_accuracy/<name>``). A cache file that
-fails its checks (zip CRCs, :func:`fastreg.torch_files.load_verified`), misses a key or does not fit
-the network (a truncated file, a full disk, a flipped byte) is reported in a warning naming it,
-trained again and replaced.
+fails its checks (zip CRCs and regular members, :func:`fastreg.torch_files.load_verified`), misses a key, does
+not fit the network, or does not match its manifest ``<file>.manifest.json`` (its SHA-256, size, and the
+dataset, resolution and data hash it was trained on: a flipped bit anywhere, a file of other data) is
+reported in a warning naming it, trained again and replaced; a folder in its place is removed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
+import shutil
 import sys
 import warnings
 from dataclasses import dataclass
@@ -197,6 +200,10 @@ def load_or_train_classifier(dataset: str, resolution: int, root: str | None = N
     source = data.get_dataset(dataset, resolution=resolution, root=root)
     content = data_hash(source)
     path = cache_path(dataset, resolution, content)
+    if os.path.isdir(path):  # not a file fastreg wrote (its cache files are never folders): heal it
+        warnings.warn(f"FID classifier cache {path} is a folder, not a cache file; removing it and training the "
+                      f"classifier again", stacklevel=2)
+        shutil.rmtree(path)
     if os.path.exists(path):
         try:
             return _load_cached(path, dataset, resolution, content)
@@ -229,16 +236,49 @@ def _load_cached(path: str, dataset: str, resolution: int, content: str = "") ->
     held_accuracy, count = float(state["held_out_accuracy"]), int(state["held_out_count"])
     if state.get("data_hash", content) != content:
         raise ValueError(f"it was trained on data of hash {state['data_hash']}, not {content}")
+    _check_manifest(path, _key(dataset, resolution, content))
     return TrainedClassifier(model.eval(), dataset, resolution, held_accuracy, count, path, trained_now=False,
                              data_hash=content)
 
 
+def _key(dataset: str, resolution: int, content: str) -> dict:
+    """What a cached classifier was trained on: its manifest records it, a load checks it."""
+    return {"dataset": dataset, "resolution": resolution, "data_hash": content, "version": CACHE_VERSION}
+
+
+def manifest_path(path: str) -> str:
+    return path + ".manifest.json"
+
+
+def _check_manifest(path: str, key: dict) -> None:
+    """ValueError unless ``path``'s manifest holds its SHA-256 and size and was written for ``key``."""
+    from ..torch_files import file_sha256
+
+    try:
+        with open(manifest_path(path), encoding="utf-8") as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"it has no manifest {manifest_path(path)} (an interrupted save, or not written by "
+                         f"fastreg)") from None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"its manifest does not load ({type(exc).__name__}: {exc})") from None
+    if not isinstance(manifest, dict) or {k: manifest.get(k) for k in key} != key:
+        raise ValueError(f"its manifest was written for {manifest!r}, not {key}")
+    if manifest.get("size") != os.path.getsize(path) or manifest.get("sha256") != file_sha256(path):
+        raise ValueError("its bytes are not the ones written (SHA-256 or size differs from its manifest's)")
+
+
 def _save(result: TrainedClassifier, channels: int, classes: int) -> None:
-    """Atomic write (temporary file, rename), so a concurrent reader never sees half a file."""
-    os.makedirs(os.path.dirname(result.path), exist_ok=True)
-    temporary = f"{result.path}.{os.getpid()}.tmp"
-    torch.save({"model": result.model.state_dict(), "channels": channels, "classes": classes,
-                "held_out_accuracy": result.held_out_accuracy, "held_out_count": result.held_out_count,
-                "split_seed": SPLIT_SEED, "held_out_fraction": HELD_OUT_FRACTION, "data_hash": result.data_hash},
-               temporary)
-    os.replace(temporary, result.path)
+    """Atomic write (:func:`fastreg.atomic.atomic_write`: a concurrent reader never sees half a file, a killed
+    writer leaves no torn one), then the manifest: SHA-256, size and what it was trained on."""
+    from ..atomic import atomic_write, write_text
+    from ..torch_files import file_sha256
+
+    with atomic_write(result.path, "wb") as f:
+        torch.save({"model": result.model.state_dict(), "channels": channels, "classes": classes,
+                    "held_out_accuracy": result.held_out_accuracy, "held_out_count": result.held_out_count,
+                    "split_seed": SPLIT_SEED, "held_out_fraction": HELD_OUT_FRACTION,
+                    "data_hash": result.data_hash}, f)
+    manifest = {**_key(result.dataset, result.resolution, result.data_hash), "size": os.path.getsize(result.path),
+                "sha256": file_sha256(result.path)}
+    write_text(manifest_path(result.path), json.dumps(manifest, indent=1) + "\n")

@@ -45,8 +45,8 @@ def check_grad_penalty_args(grad: torch.Tensor, logits: torch.Tensor | None, wei
         raise ValueError(f"grad_penalty: grad must be floating point, got {grad.dtype}")
     if isinstance(num_real, bool) or not isinstance(num_real, int) or not 0 <= num_real <= rows:
         raise ValueError(f"grad_penalty: num_real must be an int in [0, B] = [0, {rows}], got {num_real!r}")
-    if not isinstance(target, (int, float)) or isinstance(target, bool):
-        raise ValueError(f"grad_penalty: target must be a float, got {target!r}")
+    if not isinstance(target, (int, float)) or isinstance(target, bool) or not math.isfinite(target) or target < 0:
+        raise ValueError(f"grad_penalty: target must be a finite float >= 0 (a gradient norm), got {target!r}")
     if kind != "one" and logits is None:
         raise ValueError(f"grad_penalty: weight {weight!r} depends on the logits, but logits is None")
     if logits is not None:

@@ -116,9 +116,23 @@ def _warn_on_batch_norm(D, who: str) -> None:
                       "(DCGANDiscriminator(norm='layer')).", stacklevel=3)
 
 
+def _refuse_active_dropout(D, who: str) -> None:
+    """ValueError naming the module when D has dropout in training mode: the finite difference of two forwards
+    with different random masks is no derivative (on a dropout D its 'gradient norm' came out near 4e4, not 1)."""
+    if not isinstance(D, nn.Module):
+        return
+    for name, m in D.named_modules():
+        if isinstance(m, nn.modules.dropout._DropoutNd) and m.training and m.p > 0:
+            raise ValueError(f"{who}: penalty_grad='finite-difference' needs a deterministic D, but D.{name} is "
+                             f"{type(m).__name__}(p={m.p}) in training mode: two forwards draw different masks, and "
+                             f"their difference is not a derivative. Use penalty_grad='exact', or a D without "
+                             f"active dropout")
+
+
 def _logits(D: Discriminator, x: torch.Tensor, who: str) -> torch.Tensor:
     v = D(x)
-    if not isinstance(v, torch.Tensor) or v.numel() != x.shape[0]:
+    if not isinstance(v, torch.Tensor) or v.dim() not in (1, 2) or v.shape[0] != x.shape[0] \
+            or (v.dim() == 2 and v.shape[1] != 1):  # [B/2, 2] has B entries too, but not one per sample
         got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
         raise ValueError(f"{who}: D must return one logit per sample ([B] or [B, 1] with B = {x.shape[0]}), got {got}")
     return v.reshape(x.shape[0])
@@ -147,6 +161,7 @@ def _penalized(D: Discriminator, xs: tuple, vs: tuple, penalty: Callable[[list, 
     (``finite-difference``): the one place that chooses how the penalty's parameter gradient is taken."""
     if check_penalty_grad(penalty_grad, who) == "exact":
         return penalty(list(_input_gradients(vs, xs, scaler)), list(vs))
+    _refuse_active_dropout(D, who)
     gs = first_order_input_gradients(vs, xs, scaler)
     return finite_difference_penalty(lambda x: _logits(D, x, who), D, xs, vs, gs, penalty, bool(couples_batch(D)))
 

@@ -50,6 +50,8 @@ def dataset_of(config: TrainConfig):
     except data.DatasetNotFoundError as exc:
         raise ConfigError(f"data_root: no {config.data!r} data at {config.data_root or data.vision.default_root()}: "
                           f"{exc}") from None
+    except data.DatasetDecodeError as exc:
+        raise ConfigError(f"data_root: {exc}") from None
 
 
 def sample_shape(dataset) -> tuple[int, ...]:

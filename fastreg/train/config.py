@@ -7,8 +7,12 @@ rate, betas and n_critic from its source paper unless the config sets them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
+import re
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -32,6 +36,9 @@ VARIANT_DEFAULTS = {
 # Regularizer weights, presets, defaults of D's normalization and config rules: fastreg.regularizers.table.
 
 
+MAX_SEED = 2**63 - 2  # torch.manual_seed takes 64 bits; the sample latents use seed + 1
+
+
 class ConfigError(ValueError):
     """A config value is invalid; the message starts with the field's name."""
 
@@ -53,7 +60,8 @@ class TrainConfig:
     penalty_grad: str = field(default="exact", metadata={
         "help": "the penalty's parameter gradient: exact (double backward through D) or finite-difference (the "
                 "same penalty value, a one-sided finite-difference gradient with first-order autograd only; works with "
-                "compile=forward and fused attention; fastreg.regularizers.finite_difference)"})
+                "compile=forward and fused attention; fastreg.regularizers.finite_difference). D must be "
+                "deterministic between its forwards: a D with dropout in training mode is refused"})
     reg_every: int = field(default=1, metadata={"help": "lazy regularization: penalty every k D steps, weight x k"})
     reg_fraction: float = field(default=1.0, metadata={
         "help": "sub-batch penalty: the penalty on this fraction of each batch's rows, in (0, 1] (an unbiased "
@@ -153,6 +161,8 @@ class TrainConfig:
         """Raise ConfigError naming the first invalid field; returns self."""
         from .. import data, losses
 
+        for f in fields(self):  # the declared types first (a config built in Python skips from_dict)
+            check_type(f.name, getattr(self, f.name))
         _check_choice("variant", self.variant, losses.available())
         _check_choice("data", self.data.partition(":")[0], data.available())
         _check_choice("dtype", self.dtype, ("float32", "float64"))
@@ -209,6 +219,10 @@ class TrainConfig:
             raise ConfigError(f"ema: decay must lie in [0, 1), got {self.ema}")
         if self.betas is not None and (len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas)):
             raise ConfigError(f"betas: expected two values in [0, 1), got {self.betas}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed: must be an integer from 0 to 2**63 - 2 ({MAX_SEED}), got {self.seed!r}")
+        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"device: must be cpu, cuda, cuda:N or auto, got {self.device!r}")
         self.validate_evaluation()
         self.validate_speed_options()
         if self.model != "mlp":
@@ -281,16 +295,68 @@ def from_dict(data: dict) -> TrainConfig:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{unknown[0]}: not a config field")
+    for name, value in data.items():
+        check_type(name, value)
     if data.get("betas") is not None:
         data["betas"] = tuple(float(b) for b in data["betas"])
     return TrainConfig(**data)
 
 
+def check_type(name: str, value: Any) -> None:
+    """ConfigError naming ``name`` unless ``value`` has the type :class:`TrainConfig` declares for it (its
+    annotation: ``int``, ``float`` (an int is a float too), ``str``, ``bool``, ``tuple[float, float]``, each
+    optionally ``| None``); the one check behind YAML files, checkpoints' configs and command-line flags."""
+    hint = _type_hints()[name]
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in options:
+        return
+    for option in options:
+        if option is type(None):
+            continue
+        if typing.get_origin(option) is tuple:
+            if isinstance(value, (list, tuple)) and len(value) == len(typing.get_args(option)) \
+                    and all(_is_number(v) for v in value):
+                return
+        elif option is float and _is_number(value):
+            return
+        elif option is int and isinstance(value, int) and not isinstance(value, bool):
+            return
+        elif option in (str, bool) and isinstance(value, option):
+            return
+    expected = " or ".join(_TYPE_WORDS.get(o, str(o)) for o in options)
+    hint_text = ""
+    if isinstance(value, str) and _is_number_text(value) and any(o in (int, float) for o in options):
+        hint_text = " (a string: YAML reads a number such as 1e-4 as text; write 1.0e-4)"
+    raise ConfigError(f"{name}: must be {expected}, got {value!r}{hint_text}")
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null",
+               tuple[float, float]: "a list of two numbers"}
+
+
+@functools.cache
+def _type_hints() -> dict:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_number_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def save_yaml(config: TrainConfig, path: str) -> None:
     import yaml
 
-    with open(path, "w") as f:
-        yaml.safe_dump(to_dict(config), f, sort_keys=False)
+    from ..atomic import write_text
+
+    write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
 
 
 def load_yaml(path: str) -> TrainConfig:

@@ -2,8 +2,10 @@
 
 A run killed between two checkpoints has logged steps that its resume redoes; a full disk can leave
 a torn last line. So a log opened for a run at step K (``resumed_at=K``; 0 for a new run) first keeps
-only the whole records of steps up to K (rewritten atomically: temporary file, fsync, rename), and
-TensorBoard purges its events after K. :func:`read_metrics` skips a line that is not a JSON record
+only the whole records of steps up to K (rewritten atomically: temporary file, fsync, rename), ends a
+last record that lacks its newline with one (the record is kept), and TensorBoard purges its events
+after K. A full disk is :class:`fastreg.atomic.DiskFullError`, one line naming the file.
+:func:`read_metrics` skips a line that is not a JSON record
 and says so (file and line numbers) instead of failing.
 """
 
@@ -13,6 +15,8 @@ import json
 import math
 import os
 import warnings
+
+from ..atomic import DiskFullError, atomic_write, is_disk_full
 
 
 class MetricsLog:
@@ -26,12 +30,23 @@ class MetricsLog:
         self.path = os.path.join(run_dir, "metrics.jsonl")
         if resumed_at is not None:
             truncate_metrics(self.path, resumed_at)
-        self._file = open(self.path, "a", buffering=1)
+        try:
+            end_with_newline(self.path)
+            self._file = open(self.path, "a", buffering=1)
+        except OSError as exc:
+            raise DiskFullError(self.path) if is_disk_full(exc) else exc from None
         purge = resumed_at + 1 if resumed_at else None
         self._tb = _tensorboard_writer(run_dir, purge) if tensorboard else None
 
     def write(self, record: dict) -> None:
-        self._file.write(json.dumps(jsonable(record)) + "\n")
+        """Append one record; a full disk raises :class:`fastreg.atomic.DiskFullError` (a torn last line is
+        dropped, or kept and ended, by the next resume)."""
+        try:
+            self._file.write(json.dumps(jsonable(record)) + "\n")
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise DiskFullError(self.path) from None
+            raise
         if self._tb is not None:
             step = record.get("step", 0)
             for key, value in record.items():
@@ -39,7 +54,11 @@ class MetricsLog:
                     self._tb.add_scalar(key, value, step)
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
         if self._tb is not None:
             self._tb.close()
 
@@ -63,13 +82,22 @@ def truncate_metrics(path: str, step: int) -> int:
     kept = [r for r in records if not isinstance(r.get("step"), (int, float)) or r["step"] <= step]
     dropped = len(records) - len(kept) + len(bad)
     if dropped:
-        temporary = path + ".tmp"
-        with open(temporary, "w") as f:
+        with atomic_write(path) as f:
             f.writelines(json.dumps(r) + "\n" for r in kept)
+    return dropped
+
+
+def end_with_newline(path: str) -> None:
+    """A final record written without its newline (a kill or a full disk after the record) is kept: the
+    newline is written, so the next record does not land on the same line."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) != b"\n":
+            f.write(b"\n")
             f.flush()
             os.fsync(f.fileno())
-        os.replace(temporary, path)
-    return dropped
 
 
 def _parse(path: str) -> tuple[list[dict], list[tuple[int, str]]]:

@@ -9,6 +9,7 @@ import os
 
 import torch
 
+from ..atomic import write_text
 from ..metrics.evaluation import describe
 from .checkpoint import list_checkpoints
 from .config import to_dict
@@ -101,8 +102,7 @@ def write_nonfinite_report(trainer, error: NonFiniteError) -> str:
     }
     os.makedirs(c.out, exist_ok=True)
     error.diagnostics = os.path.join(c.out, f"nonfinite_step_{error.step:06d}.json")
-    with open(error.diagnostics, "w") as f:
-        json.dump(jsonable(report), f, indent=1)
+    write_text(error.diagnostics, json.dumps(jsonable(report), indent=1))
     return error.diagnostics
 
 

@@ -68,9 +68,13 @@ class RunLock:
                     f"{option}: the run folder {run_dir} is in use by another fastreg process ({holder}, lock "
                     f"{self.path}); wait for it to finish, stop it, or choose another folder") from None
             raise ConfigError(f"{option}: cannot lock the run folder {run_dir} ({exc.strerror or exc})") from None
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode(), 0)
-        os.fsync(self._fd)
+        try:  # the holder's name is for the message of a refused writer; a full disk leaves it unnamed
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode(), 0)
+            os.fsync(self._fd)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
 
     def release(self) -> None:
         if self._fd is not None:

@@ -48,7 +48,8 @@ class Run:
 def open_run(run_dir: str, device: str | None = None, checkpoint: str | None = None) -> Run:
     """The run in ``run_dir`` as of ``checkpoint`` (default: its newest good one, :func:`newest_good_checkpoint`)
     on ``device`` (default: the run's). ConfigError when the checkpoint does not fit its own config."""
-    path, state = (checkpoint, training_state_of(checkpoint)) if checkpoint else newest_good_checkpoint(run_dir)
+    path, state = ((checkpoint, training_state_of(checkpoint, run_dir)) if checkpoint
+                   else newest_good_checkpoint(run_dir))
     config = from_dict(state["config"])
     config = replace(config, out=run_dir, device=device or config.device).validate().with_resolved_architecture()
     where = build.device_of(config)
@@ -84,11 +85,11 @@ def newest_good_checkpoint(run_dir: str) -> tuple[str, dict]:
         raise FileNotFoundError(f"resume: no checkpoint in {os.path.join(run_dir, 'checkpoints')}")
     for path in reversed(paths[1:]):
         try:
-            return path, training_state_of(path)
+            return path, training_state_of(path, run_dir)
         except DamagedCheckpointError as exc:
             warnings.warn(f"{exc}; trying the one before it", stacklevel=3)
     try:
-        return paths[0], training_state_of(paths[0])
+        return paths[0], training_state_of(paths[0], run_dir)
     except DamagedCheckpointError as exc:
         if len(paths) == 1:
             raise
@@ -96,8 +97,13 @@ def newest_good_checkpoint(run_dir: str) -> tuple[str, dict]:
                                      f"is intact") from None
 
 
-def training_state_of(path: str) -> dict:
-    """The training checkpoint at ``path``, checked to be complete (:mod:`fastreg.train.state_check`)."""
+def training_state_of(path: str, run_dir: str | None = None) -> dict:
+    """The training checkpoint at ``path``, checked to be complete (:mod:`fastreg.train.state_check`) and to be
+    exactly what ``run_dir`` (default: the folder above its ``checkpoints/``) wrote (:mod:`fastreg.train.manifest`:
+    DamagedCheckpointError, or its ForeignCheckpointError for another run's)."""
+    from .manifest import verify
     from .state_check import check_training_state
 
-    return check_training_state(load_checkpoint(path), path)
+    state = check_training_state(load_checkpoint(path), path)
+    verify(path, state, run_dir)
+    return state

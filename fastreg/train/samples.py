@@ -7,6 +7,8 @@ import os
 
 import torch
 
+from ..atomic import atomic_write
+
 
 def save_sample_grid(samples: torch.Tensor, path: str) -> None:
     """Images in [-1, 1] as one PNG grid; [N, 2] or [N, 3] toy points as a scatter plot."""
@@ -15,8 +17,9 @@ def save_sample_grid(samples: torch.Tensor, path: str) -> None:
     if samples.dim() == 4:
         from torchvision.utils import save_image
 
-        save_image(samples, path, nrow=int(math.ceil(math.sqrt(len(samples)))), normalize=True,
-                   value_range=(-1, 1))
+        with atomic_write(path, "wb") as f:  # a kill mid-write leaves the previous picture, not a torn one
+            save_image(samples, f, format="png", nrow=int(math.ceil(math.sqrt(len(samples)))), normalize=True,
+                       value_range=(-1, 1))
     elif samples.dim() == 2 and samples.shape[1] in (2, 3):
         save_scatter(samples, path)
     else:
@@ -37,5 +40,6 @@ def save_scatter(points: torch.Tensor, path: str, reference: torch.Tensor | None
             ax.scatter(*data.T.numpy(), s=2, c=color, label=label)
     ax.legend(loc="upper right", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
     plt.close(fig)

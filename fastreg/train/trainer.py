@@ -29,7 +29,7 @@ from .. import models, progress
 from ..metrics.evaluation import Evaluator
 from ..regularizers import in_force, resolve_forward
 from ..regularizers.finite_difference import keep_graphs_of_compiled_modules
-from . import build, cuda_graphs, distributed, outputs, resume_policy, run_lock, state
+from . import build, cuda_graphs, distributed, manifest, outputs, resume_policy, run_lock, state
 from .batches import BatchStream
 from .checkpoint import list_checkpoints, save_checkpoint
 from .config import ConfigError, TrainConfig, from_dict, load_yaml, save_yaml
@@ -187,6 +187,8 @@ class Trainer:
             return c.out
         if main:
             os.makedirs(c.out, exist_ok=True)
+            # a new run's id (a folder without checkpoints starts one); a resumed run keeps its own
+            self.identity = manifest.ensure_identity(c.out, c, new=not list_checkpoints(c.out))
             save_yaml(c, os.path.join(c.out, "config.yaml"))
         log = MetricsLog(c.out, resumed_at=self.step) if main else None  # drops records after the checkpoint
         start, window, first_step = time.perf_counter(), outputs.Window(), self.step
@@ -236,7 +238,8 @@ class Trainer:
         saved = self.state_dict()  # every rank: gathers the per-rank random states
         if not self.world.is_main:
             return None
-        return save_checkpoint(saved, self.config.out, self.step, self.config.keep_checkpoints)
+        identity = getattr(self, "identity", None) or manifest.ensure_identity(self.config.out, self.config)
+        return save_checkpoint(saved, self.config.out, self.step, self.config.keep_checkpoints, identity)
 
     @functools.cached_property
     def evaluator(self) -> Evaluator:
@@ -268,8 +271,16 @@ def resume(run_dir: str, overrides: dict | None = None) -> str:
     change is applied, any other change is refused with ConfigError before anything is written.
     metrics.jsonl keeps the records up to the checkpoint's step (the redone steps are logged once).
     """
+    if os.path.isfile(run_dir):
+        raise ConfigError(f"resume: {run_dir} is a file; --resume takes the run folder (the one holding "
+                          f"checkpoints/ and config.yaml)")
     if not os.path.isdir(run_dir):
         raise FileNotFoundError(f"resume: run folder {run_dir} does not exist")
+    if not list_checkpoints(run_dir):  # before the lock: a folder that is no run is left as it was
+        if os.path.exists(os.path.join(run_dir, run_lock.LOCK_NAME)):  # unless a writer is starting a run there
+            run_lock.RunLock(run_dir, "resume").release()  # RunLockedError naming it when one holds the lock
+        raise FileNotFoundError(f"resume: {run_dir} is not a fastreg run: no checkpoint in "
+                                f"{os.path.join(run_dir, 'checkpoints')}")
     device = (overrides or {}).get("device") or _recorded_device(run_dir)
     with distributed.process_group(device) as world, run_lock.holding(run_dir, world, "resume"):
         saved = load_latest_state(run_dir)
@@ -282,7 +293,7 @@ def resume(run_dir: str, overrides: dict | None = None) -> str:
 def load_trainer(run_dir: str, checkpoint: str | None = None, overrides: dict | None = None) -> Trainer:
     """The run in run_dir as of ``checkpoint`` (default: its newest good one) with its optimizers, ready to
     train on; to only read a run (sample, evaluate, diagnose) use :func:`fastreg.train.runs.open_run`."""
-    saved = training_state_of(checkpoint) if checkpoint else load_latest_state(run_dir)
+    saved = training_state_of(checkpoint, run_dir) if checkpoint else load_latest_state(run_dir)
     trainer = Trainer(replace(from_dict(saved["config"]), out=run_dir, **(overrides or {})))
     trainer.load_state_dict(saved)
     return trainer
