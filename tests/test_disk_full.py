@@ -173,7 +173,7 @@ class Interrupted(Exception):
 def writers(toy_run):
     """name -> a function writing ``path`` (each twice: the second write is interrupted)."""
     from fastreg.diagnostics.plots import save_figure
-    from fastreg.experiments.stability_grid import write_json
+    from fastreg.experiments.parallel_runs import write_json
     from fastreg.train.samples import save_sample_grid, save_scatter
 
     def figure(path):
