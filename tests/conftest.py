@@ -51,3 +51,23 @@ def _private_fastreg_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FASTREG_CACHE", str(tmp_path_factory.mktemp("fastreg_cache")))
         yield
+
+
+# A 10-step toy run with checkpoints at steps 5 and 10 (shared by the fault tests: copy it before changing it).
+TOY_RUN = dict(data="ring8", model="mlp", z_dim=4, batch_size=8, log_every=5, sample_every=1000, ema=0.9, steps=10,
+               checkpoint_every=5)
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    """The folder of a trained :data:`TOY_RUN` (one thread, the caller's random state untouched)."""
+    from fastreg.train.config import TrainConfig
+    from fastreg.train.trainer import train
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("toy") / "run"
+    with torch.random.fork_rng(devices=[]):
+        train(TrainConfig(**TOY_RUN, out=str(out)))
+    torch.set_num_threads(previous)
+    return out

@@ -16,25 +16,10 @@ import torch.nn as nn
 
 from fastreg.cli import main
 from fastreg.train.checkpoint import list_checkpoints, save_checkpoint
-from fastreg.train.config import TrainConfig
-from fastreg.train.trainer import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TOY = dict(data="ring8", model="mlp", z_dim=4, batch_size=8, log_every=5, sample_every=1000, ema=0.9, steps=10,
-           checkpoint_every=5)
 TOY_FLAGS = ["--data", "ring8", "--model", "mlp", "--z-dim", "4", "--batch-size", "8", "--steps", "2"]
-
-
-@pytest.fixture(scope="module")
-def toy_run(tmp_path_factory):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("toy") / "run"
-    with torch.random.fork_rng(devices=[]):
-        train(TrainConfig(**TOY, out=str(out)))
-    torch.set_num_threads(previous)
-    return out
 
 
 def fails_cleanly(argv, capsys, *needles) -> str:

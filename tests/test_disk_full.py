@@ -29,24 +29,10 @@ from fastreg.train.checkpoint import latest_checkpoint, list_checkpoints
 from fastreg.train.config import TrainConfig, load_yaml, save_yaml
 from fastreg.train.metrics_log import read_metrics
 from fastreg.train.runs import training_state_of
-from fastreg.train.trainer import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOY = dict(data="ring8", model="mlp", z_dim=4, batch_size=8, log_every=5, sample_every=1000, ema=0.9, steps=10,
-           checkpoint_every=5)
-
-
-@pytest.fixture(scope="module")
-def toy_run(tmp_path_factory):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("toy") / "run"
-    with torch.random.fork_rng(devices=[]):
-        train(TrainConfig(**TOY, out=str(out)))
-    torch.set_num_threads(previous)
-    return out
 
 
 class FillingFile:
