@@ -44,6 +44,6 @@ echo "gpu-check: CUDA tests"
 TAG=$("$PY" -c "from fastreg.ops import backend as b; print(b.device_tag())")
 mkdir -p benchmarks/results
 echo "gpu-check: benchmarks -> benchmarks/results/$TAG.json"
-"$PY" -m pytest benchmarks --benchmark-enable --benchmark-only --benchmark-json="benchmarks/results/$TAG.json" -q
+"$PY" -m pytest benchmarks --benchmark-enable --benchmark-only --benchmark-min-time=0.02 --benchmark-json="benchmarks/results/$TAG.json" -q
 "$PY" benchmarks/report.py
 echo "gpu-check: done; commit benchmarks/results/$TAG.json and benchmarks/README.md"

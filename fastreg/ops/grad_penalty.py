@@ -20,6 +20,7 @@ from ..divergences import get_divergence
 from . import reference
 from ._checks import accumulate_type, check_grad_penalty_args, check_grad_penalty_backward_args, parse_weight
 from .backend import use_native
+from .eager_function import signature_bound_once
 
 def grad_penalty(grad: torch.Tensor, logits: torch.Tensor | None = None, *, weight: str = "one",
                  num_real: int = 0, norm: str = "sq", target: float = 1.0) -> torch.Tensor:
@@ -86,6 +87,7 @@ def _grad_penalty_backward_fake(grad_value, grad, logits, row_norms, weight, num
 
 # --- autograd --------------------------------------------------------------------------------
 
+@signature_bound_once
 class EagerGradPenalty(torch.autograd.Function):
     """Eager-mode autograd for grad_penalty with the least Python on the path.
 
@@ -136,6 +138,7 @@ class EagerGradPenalty(torch.autograd.Function):
         return value_dot.to(grad.dtype), None
 
 
+@signature_bound_once
 class EagerGradPenaltyBackward(torch.autograd.Function):
     """grad_penalty_backward as an eager autograd Function: the double backward of EagerGradPenalty and
     its torch.func transforms (the torch.library autograd of the op, which torch.compile uses, does not

@@ -15,6 +15,7 @@ from . import order, reference
 from ._checks import (accumulate_type, check_gaussian_noise_args, check_generator, check_noise_input,
                       check_random_interpolate_args, check_sigma_values, noise_scale_args)
 from .backend import use_native
+from .eager_function import signature_bound_once
 
 def gaussian_noise(x: torch.Tensor, sigma, generator: torch.Generator | None = None) -> torch.Tensor:
     r"""Gaussian instance noise :math:`x + \sigma\,\xi`, :math:`\xi \sim N(0, I)`.
@@ -135,6 +136,7 @@ def differentiated(*tensors: torch.Tensor) -> bool:
             or torch._C._are_functorch_transforms_active() or torch.autograd.forward_ad._current_level >= 0)
 
 
+@signature_bound_once
 class EagerGaussianNoise(torch.autograd.Function):
     """Eager autograd for gaussian_noise with the least Python on the path (see EagerGradPenalty).
 
@@ -162,6 +164,7 @@ class EagerGaussianNoise(torch.autograd.Function):
         return x_dot.clone(memory_format=torch.contiguous_format)
 
 
+@signature_bound_once
 class EagerRandomInterpolate(torch.autograd.Function):
     """Eager autograd for random_interpolate; saves eps for the backward and the jvp (see EagerGradPenalty)."""
 
