@@ -9,7 +9,7 @@ For each dataset it
 1. times full iterations (D and G) of every setting in one process, interleaved (each setting once per round,
    whole lazy cycles of 16 iterations), and reports each median over the unregularized one's: the *iteration
    time ratio*. The run records the load and the calibration kernel (benchmarks/quality.py) and says whether
-   it was noisy;
+   it was noisy. Every dataset is timed before any training run, so the quiet stretch it needs comes first;
 2. trains every setting for each seed at the scale's budget (fastreg.experiments.budget) and reads the final
    FID (the dataset's classifier features at the cpu and full scales);
 3. writes ``study.json`` and ``study.md`` (the table: time ratio, FID mean +- std over seeds, and whether the
@@ -116,29 +116,56 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8, help="interleaved timing rounds")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite study.md from OUT/study.json (verdicts recomputed), train nothing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     scale = SCALES[args.scale].with_seeds(args.seeds)
     os.makedirs(args.out, exist_ok=True)
     report = {"scale": scale.name, "seeds": list(scale.seeds), "threads": args.threads, "settings": SETTINGS,
               "datasets": {}}
-    lines = [f"## Amortized regularization (scale {scale.name}, seeds {list(scale.seeds)}, {args.threads} thread(s))",
-             "", f"Time ratio: median iteration time over the unregularized one's, one process, interleaved; "
-             f"goal: ratio <= {TIME_RATIO_GOAL} and FID mean <= every-step exact's mean + its seed std.", ""]
-    for data in args.data.split(","):
-        before = quality.snapshot()
+    if args.report_only:
+        write_report(args.out, rejudged(json.load(open(os.path.join(args.out, "study.json")))))
+        return
+    timings = {}
+    start = quality.snapshot()  # the load of other work: before the study's own timing raises the load average
+    for data in args.data.split(","):  # every timing first, in one quiet stretch; then the training runs
+        now = quality.snapshot()
+        before = {**now, "loadavg_1min": start["loadavg_1min"], "loadavg_1min_incl_study": now["loadavg_1min"]}
         seconds = time_iterations(data, scale, args.rounds, args.out)
         record = {"quality": {"before": before, "after": quality.snapshot(),
                               "idle_calibration_s": quality.load_idle().get(
                                   quality.machine_key(device_tag(), torch.get_num_threads()))}, "benchmarks": []}
-        verdict = quality.assess(record)
+        timings[data] = (seconds, record, quality.assess(record))
+        print(f"{data}: timed ({'NOISY' if timings[data][2]['noisy'] else 'quiet'}): "
+              + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in seconds.items()), flush=True)
+    for data, (seconds, record, verdict) in timings.items():
         fids = fid_runs(data, scale, args.out)
         report["datasets"][data] = {"seconds_per_iteration": seconds, "final_fid": fids, "timing_quality": record,
                                     "timing_verdict": verdict}
-        lines += table(data, seconds, fids, verdict)
     with open(os.path.join(args.out, "study.json"), "w") as f:
         json.dump(report, f, indent=1)
-    with open(os.path.join(args.out, "study.md"), "w") as f:
+    write_report(args.out, report)
+
+
+def rejudged(report: dict) -> dict:
+    """``report`` with every timing verdict recomputed by benchmarks/quality.py from its recorded snapshots."""
+    for entry in report["datasets"].values():
+        entry["timing_verdict"] = quality.assess(entry["timing_quality"])
+    return report
+
+
+def write_report(out: str, report: dict) -> None:
+    """study.md from study.json's contents: the header and one table per dataset."""
+    lines = [f"## Amortized regularization (scale {report['scale']}, seeds {report['seeds']}, {report['threads']} "
+             f"thread(s))", "", f"Time ratio: median iteration time over the unregularized one's, one process, "
+             f"interleaved; goal: ratio <= {TIME_RATIO_GOAL} and FID mean <= every-step exact's mean + its seed std. "
+             "Timing load: the load average before the study's first timing (its own timing raises the 1-minute "
+             "average for the next dataset's), and the calibration kernel before and after each dataset's timing.",
+             ""]
+    for data, entry in report["datasets"].items():
+        lines += table(data, entry["seconds_per_iteration"], entry["final_fid"], entry["timing_verdict"])
+    with open(os.path.join(out, "study.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
 

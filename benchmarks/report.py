@@ -101,15 +101,16 @@ def run_table(name: str, run: dict, verdict: dict | None = None) -> list[str]:
 
 # What the results say, stated by hand (update it with the quiet run it quotes).
 SUMMARY = (
-    "**In one sentence:** on a CPU today the fused ops beat plain PyTorch (grad_penalty forward+backward 2.6x at "
-    "128x3x32x32 and 4.9x at 128x3x64x64, gaussian_noise 5.9-6.9x, in the one quiet run below, cpu-2core-AMD-EPYC, "
-    "taken before issue 26's quality record), while a regularized D step is only at parity with the careful "
-    "plain-PyTorch anchor (issue 26's head-to-head on the idle Intel CPU, 1 thread: exact 1.00-1.01x the anchor on "
-    "the DCGAN Ds, 0.97x on the attention D: the double backward through D dominates, not the penalty's "
-    "arithmetic); the new "
-    "finite-difference step (issue 26) and the sub-batch penalty have been timed only head to head on a loaded "
-    "machine (ratios in fastreg/regularizers/finite_difference.py), not in a quiet run, and nothing has been "
-    "measured on a GPU.")
+    "**In one sentence:** on a CPU today (the two quiet runs below, an idle 2-core AMD EPYC, 2026-12-03, 1 and 2 "
+    "torch threads) the fused ops beat plain PyTorch by 2.3-2.4x for grad_penalty forward+backward at 128x3x32x32 "
+    "(short of the 2.5x aimed at: about 80 us of each native call is dispatch and autograd overhead), 5.0x at "
+    "128x3x64x64 on 1 thread and 2.7x on 2, and 3.4-7.8x for gaussian_noise; a regularized D step with the exact "
+    "gradient is at parity with the careful plain-PyTorch anchor (1 thread: 1.00x on the batch-norm DCGAN D, 0.97x "
+    "on the attention D; the double backward through D dominates, not the penalty's arithmetic); the "
+    "finite-difference gradient makes the attention D's step 0.74x the exact one's time (0.59x on 2 threads) at "
+    "0.57x its peak memory, but the batch-norm DCGAN D's 1.15x (1.08x) at 0.97x, because batch norm makes each "
+    "perturbed batch a whole extra forward and backward; the cheap route on that D is lazy regularization (every "
+    "8th step: 1.03-1.13x the unregularized iteration, docs/amortized.md). Nothing has been measured on a GPU.")
 
 
 def render(runs: list[tuple[str, dict]], include_noisy: bool = False) -> str:
