@@ -158,7 +158,9 @@ def test_unregularized_runs_write_no_nan_string(tmp_path):
 
 @pytest.mark.parametrize("name,expected", [
     ("roth-dcgan", {"variant": "ns", "reg": "roth", "gamma": 2.0, "gamma_anneal": 0.01, "d_norm": "batch",
-                    "betas": (0.5, 0.999), "lr_d": 2e-4, "n_critic": 1}),
+                    "betas": (0.5, 0.999), "lr_d": 2e-4, "n_critic": 1, "reg_every": 1}),
+    ("roth-dcgan-lazy8", {"variant": "ns", "reg": "roth", "gamma": 2.0, "gamma_anneal": 0.01, "d_norm": "batch",
+                          "betas": (0.5, 0.999), "lr_d": 2e-4, "n_critic": 1, "reg_every": 8}),
     ("wgan-gp", {"variant": "wgan-gp", "reg": "gp", "gamma": 10.0, "n_critic": 5, "betas": (0.0, 0.9),
                  "lr_d": 1e-4, "d_norm": "none"}),
     ("r1", {"variant": "ns", "reg": "r1", "gamma": 10.0, "betas": (0.0, 0.99), "lr_d": 1e-4, "d_norm": "none"})])
@@ -166,7 +168,7 @@ def test_presets_load_validate_and_are_read_by_config(name, expected):
     from fastreg.cli import config_from_args
     from fastreg.cli.train import presets
 
-    assert set(presets()) == {"roth-dcgan", "wgan-gp", "r1"}
+    assert set(presets()) == {"roth-dcgan", "roth-dcgan-lazy8", "wgan-gp", "r1"}
     config = config_from_args(build_parser().parse_args(["train", "--config", name, "--steps", "7"]))
     assert {k: getattr(config, k) for k in expected} == expected
     assert config.steps == 7 and config.eval_every == 500  # flags on top; every preset evaluates

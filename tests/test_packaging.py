@@ -280,7 +280,7 @@ def test_wheels_hold_every_module(dist):
             names = set(whl.namelist())
         modules = sorted(n for n in names if n.startswith("fastreg/") and n.endswith(".py"))
         assert modules == source_modules(), kind
-        presets = {f"fastreg/configs/{n}.yaml" for n in ("roth-dcgan", "wgan-gp", "r1")}
+        presets = {f"fastreg/configs/{n}.yaml" for n in ("roth-dcgan", "roth-dcgan-lazy8", "wgan-gp", "r1")}
         assert presets <= names, kind  # fastreg train --config <preset> from an installed wheel
         compiled = [n for n in names if n.startswith("fastreg/_C") and n.endswith(".so")]
         assert len(compiled) == (1 if kind == "native" else 0), kind
