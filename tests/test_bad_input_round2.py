@@ -6,6 +6,7 @@ folder that is no run, --resume FILE, damaged checkpoints and --keep-checkpoints
 grad_penalty's target, D's output shape, and the finite-difference penalty on a D with dropout.
 """
 
+import copy
 import json
 import os
 import shutil
@@ -205,3 +206,35 @@ def test_the_finite_difference_penalty_refuses_a_d_with_active_dropout():
     fd = r1_penalty(D, x, penalty_grad="finite-difference").penalty
     exact = r1_penalty(D, x).penalty
     assert fd.item() == pytest.approx(exact.item(), rel=1e-9)
+
+
+class _FunctionalDropoutD(nn.Module):
+    """Dropout called in forward, no module to see: only two forwards on the same input tell."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(3, 16), nn.Linear(16, 1)
+
+    def forward(self, x):
+        return self.b(nn.functional.dropout(torch.relu(self.a(x)), 0.5, training=self.training))
+
+
+def test_the_finite_difference_penalty_refuses_a_d_with_functional_dropout():
+    """Issue 28's note left functional dropout undetected: F.dropout in forward passed the module check."""
+    from fastreg.regularizers import r1_penalty, roth_penalty
+
+    D = _FunctionalDropoutD().double()
+    x = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(ValueError, match=r"two forwards of D on the same 2 rows differ by .*functional dropout"):
+        r1_penalty(D, x, penalty_grad="finite-difference")
+    D.eval()  # deterministic now: accepted, and equal to the exact penalty
+    fd = r1_penalty(D, x, penalty_grad="finite-difference").penalty
+    assert fd.item() == pytest.approx(r1_penalty(D, x).penalty.item(), rel=1e-9)
+    # a batch-norm D passes the probe, and its running statistics are those of the penalty's own forwards only
+    bn = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.Linear(8, 1)).double()
+    twin = copy.deepcopy(bn)
+    real, fake = torch.randn(8, 3, dtype=torch.float64), torch.randn(8, 3, dtype=torch.float64)
+    roth_penalty(bn, real, fake, penalty_grad="finite-difference")
+    roth_penalty(twin, real, fake)
+    assert torch.allclose(bn[1].running_mean, twin[1].running_mean, rtol=0, atol=1e-12)
+    assert int(bn[1].num_batches_tracked) == int(twin[1].num_batches_tracked)

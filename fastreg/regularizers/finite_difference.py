@@ -139,7 +139,7 @@ def _per_row(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return values.reshape((like.shape[0],) + (1,) * (like.dim() - 1))
 
 
-def _batch_norm_buffers(D) -> list[torch.Tensor]:
+def batch_norm_buffers(D) -> list[torch.Tensor]:
     if not isinstance(D, nn.Module):
         return []
     return [b for m in D.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) for b in m.buffers()]
@@ -266,7 +266,7 @@ def _batch_difference(logits, D, x: torch.Tensor, v: torch.Tensor, a: torch.Tens
     scale = _rows(x.detach()).norm(dim=1).square().mean().sqrt().clamp_min(1.0)
     step = relative_step_for(scheme, compute_dtype(x)) * scale
     shift = (step / torch.where(k > 0, k, torch.ones_like(k))) * a
-    buffers = _batch_norm_buffers(D)
+    buffers = batch_norm_buffers(D)
     saved = [b.clone() for b in buffers]
     if scheme == "forward":
         v_plus = logits(x + shift)

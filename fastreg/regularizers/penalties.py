@@ -32,6 +32,7 @@ gradient unscaled after it; under ``torch.autocast`` the penalty itself is compu
 from __future__ import annotations
 
 import warnings
+import weakref
 from typing import Callable, NamedTuple
 
 import torch
@@ -40,7 +41,7 @@ import torch.nn as nn
 from ..divergences import DIVERGENCES
 from ..ops.grad_penalty import grad_penalty
 from ..ops.random_ops import random_interpolate as fused_random_interpolate
-from .finite_difference import finite_difference_penalty, first_order_input_gradients
+from .finite_difference import batch_norm_buffers, finite_difference_penalty, first_order_input_gradients
 
 FORWARD_MODES = ("auto", "joint", "separate")
 PENALTY_GRADS = ("exact", "finite-difference")  # how the penalty's parameter gradient is taken: _penalized
@@ -129,6 +130,46 @@ def _refuse_active_dropout(D, who: str) -> None:
                              f"active dropout")
 
 
+# The modules whose two forwards on the same input agreed (checked once per module, weakly held).
+_DETERMINISTIC: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
+PROBE_ROWS = 2          # rows of the determinism probe (two, so that batch norm in training mode accepts them)
+PROBE_TOLERANCE = 1e-4  # relative: larger differences between the two probe forwards are randomness, not rounding
+
+
+def _compiled(D: nn.Module) -> bool:
+    return getattr(D, "_compiled_call_impl", None) is not None or type(D).__name__ == "OptimizedModule"
+
+
+def _refuse_random_forward(D, x: torch.Tensor, who: str) -> None:
+    """ValueError when two forwards of D on the same rows differ: randomness inside ``forward`` that no module
+    shows (``F.dropout(..., training=True)``, noise drawn in ``forward``), which :func:`_refuse_active_dropout`
+    cannot see. Checked once per module, on its first finite-difference penalty: two forwards of
+    :data:`PROBE_ROWS` rows without grad, the RNG forked and batch-norm statistics restored, so training is
+    unchanged. Not checked: a compiled D (the probe's other shape and grad mode would recompile it), and while
+    compiling or capturing a CUDA graph."""
+    if not isinstance(D, nn.Module) or D in _DETERMINISTIC or _compiled(D) or torch.compiler.is_compiling() \
+            or (x.is_cuda and torch.cuda.is_current_stream_capturing()) or x.shape[0] < PROBE_ROWS:
+        return
+    probe = x[:PROBE_ROWS].detach()
+    buffers = batch_norm_buffers(D)
+    saved = [b.clone() for b in buffers]
+    with torch.no_grad(), torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
+        first, second = D(probe), D(probe)
+        for b, value in zip(buffers, saved):
+            b.data.copy_(value)
+    if not (isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor)):
+        return  # the logits check names what D returned
+    scale = first.abs().max().clamp_min(1e-12)
+    difference = (first - second).abs().max()
+    if difference > PROBE_TOLERANCE * scale:
+        raise ValueError(f"{who}: penalty_grad='finite-difference' needs a deterministic D, but two forwards of D "
+                         f"on the same {len(probe)} rows differ by {difference.item():.3g} (largest logit "
+                         f"{scale.item():.3g}): D draws random numbers in forward (functional dropout "
+                         f"F.dropout(..., training=True), noise). Use penalty_grad='exact', or make forward "
+                         f"deterministic in training (dropout as an nn.Dropout module switched off by .eval())")
+    _DETERMINISTIC.add(D)
+
+
 def _logits(D: Discriminator, x: torch.Tensor, who: str) -> torch.Tensor:
     v = D(x)
     if not isinstance(v, torch.Tensor) or v.dim() not in (1, 2) or v.shape[0] != x.shape[0] \
@@ -162,6 +203,7 @@ def _penalized(D: Discriminator, xs: tuple, vs: tuple, penalty: Callable[[list, 
     if check_penalty_grad(penalty_grad, who) == "exact":
         return penalty(list(_input_gradients(vs, xs, scaler)), list(vs))
     _refuse_active_dropout(D, who)
+    _refuse_random_forward(D, xs[0], who)
     gs = first_order_input_gradients(vs, xs, scaler)
     return finite_difference_penalty(lambda x: _logits(D, x, who), D, xs, vs, gs, penalty, bool(couples_batch(D)))
 

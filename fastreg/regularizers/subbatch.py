@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from .finite_difference import _batch_norm_buffers
+from .finite_difference import batch_norm_buffers
 from .penalties import Penalty
 
 
@@ -42,7 +42,7 @@ def subbatch_penalty(compute, D, x_real: torch.Tensor, x_fake: torch.Tensor, opt
     batch, with D's logits on every row from a plain forward per batch: ``Penalty(penalty, v_real, v_fake)``."""
     fraction = check_fraction(options.fraction)
     v_real, v_fake = D(x_real), D(x_fake)
-    buffers = _batch_norm_buffers(D)
+    buffers = batch_norm_buffers(D)
     saved = [b.clone() for b in buffers]
     sub_real, sub_fake = x_real[:subbatch_rows(x_real.shape[0], fraction)], x_fake[:subbatch_rows(x_fake.shape[0],
                                                                                                   fraction)]
