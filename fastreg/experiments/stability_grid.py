@@ -117,21 +117,29 @@ def data_thresholds(resolution: int, samples: int, z_dim: int = 100) -> dict:
             "classifier_accuracy": classifier.held_out_accuracy, "classifier_held_out": classifier.held_out_count}
 
 
-def run_one(task: dict) -> dict:
-    """Train one run and measure it (a worker process's job): final FID, class coverage, 64 samples saved."""
+def class_coverage(trainer, samples: int) -> tuple[list[int] | None, int | None]:
+    """(samples per class, classes covered) of ``samples`` draws of the trainer's EMA generator, labelled by the
+    grid's classifier (:data:`CLASSIFIER_DATA`, the run's resolution; z seeded by :data:`COVERAGE_SEED`); (None,
+    None) when a sample is not finite."""
     from ..metrics.classifier import load_or_train_classifier
 
+    config = trainer.config
+    z = torch.randn(samples, config.z_dim, generator=torch.Generator().manual_seed(COVERAGE_SEED))
+    with torch.no_grad():
+        x = trainer.sample(z.to(trainer.device, trainer.dtype)).float().cpu()
+        if not torch.isfinite(x).all():
+            return None, None
+        predicted = load_or_train_classifier(CLASSIFIER_DATA, config.resolution).model(x).argmax(1)
+    return torch.bincount(predicted, minlength=10).tolist(), classes_covered(predicted)
+
+
+def run_one(task: dict) -> dict:
+    """Train one run and measure it (a worker process's job): final FID, class coverage, 64 samples saved."""
     torch.set_num_threads(task["threads"])
     config = task["config"]
     run = train_run(task["name"], config, keep_trainer=True)
-    trainer, counts, covered = run.trainer, None, None
-    z = torch.randn(task["samples"], config.z_dim, generator=torch.Generator().manual_seed(COVERAGE_SEED))
-    with torch.no_grad():
-        x = trainer.sample(z.to(trainer.device, trainer.dtype)).float().cpu()
-        if torch.isfinite(x).all():
-            classifier = load_or_train_classifier(CLASSIFIER_DATA, config.resolution).model
-            predicted = classifier(x).argmax(1)
-            counts, covered = torch.bincount(predicted, minlength=10).tolist(), classes_covered(predicted)
+    trainer = run.trainer
+    counts, covered = class_coverage(trainer, task["samples"])
     with atomic_write(os.path.join(config.out, SAMPLES), "wb") as f:
         torch.save(sample_images(trainer, 64), f)
     outcome = {"name": task["name"], "cell": task["cell"], "method": task["method"], "seed": config.seed,
