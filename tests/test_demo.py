@@ -145,6 +145,7 @@ def test_quick_demo_writes_a_report_that_reads_itself(tmp_path):
     assert "real-data floor" in text and "KID is the unbiased polynomial-kernel MMD^2" in text
     assert "from the EMA generator" in text and "toy3d_plane.png" in text
     assert "projected onto the mixture's plane" in text
+    assert_tables_are_well_formed(text)
     (tmp_path / "demo" / "notes.txt").write_text("mine")  # a file the demo did not write
     (tmp_path / "demo" / "report.md").write_text("stale")
     # re-runnable over its own output, which it replaces; here with --jobs 2: two worker processes of one thread
@@ -190,3 +191,16 @@ def test_demo_never_deletes_what_it_did_not_write(tmp_path, capsys):
     with pytest.raises(DemoOutputError, match="not a demo marker"):
         run_demo(str(out), QUICK)
     assert (out / "notes.txt").exists()
+
+
+def assert_tables_are_well_formed(text: str) -> None:
+    """Every markdown table: its separator row and every body row have as many cells as its header."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines[:-1]):
+        if re.fullmatch(r"\|(-+:?\|)+", lines[i + 1]) and line.startswith("|"):
+            width = line.count("|") - 1
+            assert lines[i + 1].count("|") - 1 == width, (line, lines[i + 1])
+            for row in lines[i + 2:]:
+                if not row.startswith("|"):
+                    break
+                assert row.count("|") - row.count("\\|") - 1 == width, (line, row)

@@ -40,8 +40,8 @@ def samples_section(by_method: dict) -> list[str]:
     for method, runs in by_method.items():
         cells = [f"![{os.path.basename(r['config'].out)}]({os.path.basename(r['config'].out)}/samples/"
                  f"step_{r['config'].steps:06d}.png)" for _, r in sorted(runs.items())]
-        lines += [f"| {method}: " + " | ".join(f"seed {s}" for s in sorted(runs)) + " |",
-                  "|" + "---|" * (len(cells) + 1), "| | " + " | ".join(cells) + " |", ""]
+        lines += [f"| {method} | " + " | ".join(f"seed {s}" for s in sorted(runs)) + " |",
+                  "|" + "---|" * (len(cells) + 1), "| EMA samples | " + " | ".join(cells) + " |", ""]
     return lines
 
 
