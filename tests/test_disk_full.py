@@ -62,15 +62,20 @@ class FillingFile:
         self._f.close()
 
 
-def fill_disk_for(monkeypatch, folder, budget=1000, error=None):
-    """Every file opened for writing under ``folder`` from now on meets a full disk after ``budget`` bytes."""
+def fill_disk_for(monkeypatch, folder, budget=1000, error=None, name=None):
+    """Every file opened for writing under ``folder`` from now on meets a full disk after ``budget`` bytes; with
+    ``name``, only the file of that name and its temporaries (so what a writer writes before it goes through)."""
     real_open = builtins.open
     folder = os.path.abspath(folder)
+
+    def meant(file) -> bool:
+        base = os.path.basename(file)
+        return name is None or base == name or (base.endswith(".tmp") and name in base)
 
     def opener(file, mode="r", *args, **kwargs):
         f = real_open(file, mode, *args, **kwargs)
         if isinstance(file, (str, os.PathLike)) and os.path.abspath(file).startswith(folder) \
-                and any(m in mode for m in "wax+"):
+                and any(m in mode for m in "wax+") and meant(os.fspath(file)):
             return FillingFile(f, budget, error)
         return f
 
@@ -201,7 +206,7 @@ def test_every_writer_interrupted_mid_file_keeps_the_previous_file(name, toy_run
     write(path)
     previous = open(path, "rb").read()
     assert len(previous) > 200
-    fill_disk_for(monkeypatch, out, budget=100, error=Interrupted())
+    fill_disk_for(monkeypatch, out, budget=100, error=Interrupted(), name=os.path.basename(path))
     with pytest.raises(Interrupted):
         write(path)
     monkeypatch.undo()
