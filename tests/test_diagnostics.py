@@ -323,7 +323,9 @@ def test_diagnose_images_names_the_extractor(tiny_runs, tmp_path):
 
 def test_fid_cli_reproduces_the_logged_evaluation(tiny_runs, tmp_path):
     run = tiny_runs["digits"]
-    assert run_cli("fid", run, "--samples", "64", "--floor", "--json", str(tmp_path / "fid.json")).returncode == 0
+    done = run_cli("fid", run, "--samples", "64", "--floor", "--json", str(tmp_path / "fid.json"))
+    assert done.returncode == 0, done.stderr
+    assert "fastreg fid: 1797 real images of digits embedded with classifier:digits (" in done.stdout  # the time
     results = json.loads((tmp_path / "fid.json").read_text())
     assert results[run]["extractor"] == "classifier:digits" and results[run]["resolution"] == 8
     (logged,) = [r for r in read_metrics(run) if "fid/classifier:digits" in r]  # same seed, latents and G_ema
@@ -333,6 +335,7 @@ def test_fid_cli_reproduces_the_logged_evaluation(tiny_runs, tmp_path):
     toy = run_cli("fid", tiny_runs["toy"], "--samples", "100", "--floor")  # no features: no floor line
     assert toy.returncode == 0, toy.stderr
     assert "W1 " in toy.stdout and "modes covered" in toy.stdout and "floor" not in toy.stdout
+    assert "embedded with" not in toy.stdout
     bad = run_cli("fid", run, "--extractor", "inception")
     assert bad.returncode == 2 and "extractor: 'inception' needs a weights file" in bad.stderr
 

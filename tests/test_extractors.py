@@ -151,3 +151,28 @@ def test_evaluator_leaves_the_global_rng_alone():
     state = torch.get_rng_state()
     Evaluator(mixture, "ring8", z_dim=2, samples=50)(lambda z: z)
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_a_progress_bar_leaves_the_features_unchanged(monkeypatch):
+    """``extractor(x, progress=title)`` draws a bar (on a terminal) over the batches and returns the same features."""
+    import tqdm.auto
+
+    extractor = make_extractor("raw", "digits", 8)
+    extractor.batch_size = 7
+    x = torch.randn(30, 1, 8, 8)
+    titles, updates = [], []
+    real_tqdm = tqdm.auto.tqdm
+
+    class Recording(real_tqdm):
+        def __init__(self, *args, **kwargs):
+            titles.append((kwargs.get("desc"), kwargs.get("disable")))
+            super().__init__(*args, **kwargs)
+
+        def update(self, n=1):
+            updates.append(n)
+            return super().update(n)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recording)
+    assert torch.equal(extractor(x, progress="raw features of 30 real images"), extractor(x))
+    assert titles == [("raw features of 30 real images", None), (None, True)]  # shown only when titled
+    assert updates == [7, 7, 7, 7, 2] * 2

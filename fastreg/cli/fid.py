@@ -95,6 +95,10 @@ def fid_against_data(args: argparse.Namespace) -> dict:
         evaluator = Evaluator(opened.dataset, c.data, c.z_dim, args.samples, args.extractor, opened.device,
                               seed=c.seed if args.seed is None else args.seed, root=c.data_root)
         evaluators.setdefault(c.data, evaluator)
+        if evaluator.extractor is not None:  # minutes for a large network on a CPU: say where the time went
+            print(f"fastreg fid: {len(evaluator.real_features)} real images of {c.data} embedded with "
+                  f"{evaluator.extractor.name} ({evaluator.setup_seconds:.1f} s, the extractor's set-up included)",
+                  flush=True)
         result = evaluator(opened.sample)
         results[path] = {"step": opened.step, "samples": args.samples, **_provenance(evaluator), **result}
         print(f"{path} (step {opened.step}; {args.samples} generated): {describe(result)}")

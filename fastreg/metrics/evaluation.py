@@ -72,7 +72,8 @@ class Evaluator:
             images = self.reference if self.mixture is not None else real_images(dataset, REAL_REFERENCE_MAX, seed)
             resolution = images.shape[-1] if images.dim() == 4 else None
             self.extractor = make_extractor(extractor, data_name, resolution, device, root=root)
-            self.real_features = self.extractor(images)
+            self.real_features = self.extractor(images, progress=f"{self.extractor.name} features of {len(images)} "
+                                                               f"real images")
             self.real_stats = GaussianStats.of(self.real_features)
         self.stacked = None
         if self.mixture is None:

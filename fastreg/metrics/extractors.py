@@ -53,9 +53,16 @@ class FeatureExtractor:
         raise NotImplementedError
 
     @torch.no_grad()
-    def __call__(self, samples: torch.Tensor) -> torch.Tensor:
-        parts = [self.features(samples[i:i + self.batch_size].to(self.device, torch.float32))
-                 for i in range(0, len(samples), self.batch_size)]
+    def __call__(self, samples: torch.Tensor, progress: str | None = None) -> torch.Tensor:
+        """Features of ``samples``; with ``progress``, a bar of that title on a terminal while they are computed."""
+        from ..progress import bar
+
+        starts = range(0, len(samples), self.batch_size)
+        parts = []
+        with bar(total=len(samples), desc=progress, unit="image", leave=False, disable=None if progress else True) as b:
+            for i in starts:
+                parts.append(self.features(samples[i:i + self.batch_size].to(self.device, torch.float32)))
+                b.update(len(parts[-1]))
         return torch.cat(parts).to("cpu", torch.float64)
 
     def __repr__(self) -> str:
