@@ -127,8 +127,8 @@ def test_cli_run_against_data_reproduces_the_logged_fid_and_a_run_against_itself
     assert values["kid/classifier:digits"] == pytest.approx(logged["kid/classifier:digits"], rel=1e-6)
     assert "FID[classifier:digits]" in result.stdout
     # a log (stdout not a terminal) gets one line per embedded side, with its count
-    assert "fastreg fid: classifier:digits features of data data:digits: 1797 images (" in result.stdout
-    assert "fastreg fid: classifier:digits features of " in result.stdout.split("data:digits: 1797 images")[1]
+    assert "fastreg: classifier:digits features of data data:digits: 1797 images (" in result.stdout
+    assert "fastreg: classifier:digits features of " in result.stdout.split("data:digits: 1797 images")[1]
     itself = run_cli("fid", digits_run, digits_run, "--samples", "64", "--json", str(tmp_path / "b.json"))
     assert itself.returncode == 0, itself.stderr
     (values,) = json.loads((tmp_path / "b.json").read_text()).values()

@@ -34,6 +34,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..progress import bar
+
 INCEPTION_ENV = "FASTREG_INCEPTION_WEIGHTS"
 INCEPTION_SIZE = 299
 SPEC_HELP = ("auto, classifier[:<dataset>], inception[:<weights file>], pytorch-fid-inception[:<weights file>|random] "
@@ -55,12 +57,9 @@ class FeatureExtractor:
     @torch.no_grad()
     def __call__(self, samples: torch.Tensor, progress: str | None = None) -> torch.Tensor:
         """Features of ``samples``; with ``progress``, a bar of that title on a terminal while they are computed."""
-        from ..progress import bar
-
-        starts = range(0, len(samples), self.batch_size)
         parts = []
         with bar(total=len(samples), desc=progress, unit="image", leave=False, disable=None if progress else True) as b:
-            for i in starts:
+            for i in range(0, len(samples), self.batch_size):
                 parts.append(self.features(samples[i:i + self.batch_size].to(self.device, torch.float32)))
                 b.update(len(parts[-1]))
         return torch.cat(parts).to("cpu", torch.float64)
